@@ -1,0 +1,40 @@
+// Package client is the Go client library of ringkv.
+//
+// A Client talks to any node of a ringkv cluster over gRPC. It caches the
+// cluster's shard map and sends each request straight to the leader of the
+// key's shard, so the common case costs a single hop; any node accepts any
+// request and forwards it when it does not lead the shard, so a stale cache
+// costs at most one extra hop, never a wrong answer.
+//
+// # Routing and retries
+//
+// A key's shard is shard.Of(key, shardCount), a pure function of the key;
+// only the shard's leader moves. The client learns a new leader from the
+// "ringkv-leader" response header that every successful call carries, and
+// refreshes the whole map from any node when a call fails in a way that may
+// mean the map is stale.
+//
+// A call is retried, until its context ends, when its outcome says nothing
+// about the request itself: codes.Unavailable (no leader right now, node
+// shutting down, forward failed), an attempt that ran past its attempt
+// timeout, or a connection error. Each retry backs off with jitter and
+// prefers a node the call has not tried yet. codes.InvalidArgument,
+// codes.NotFound and every other code return at once.
+//
+// Writes are exactly-once: each Put and Delete carries a RequestID (a random
+// client ID fixed for the life of the Client and a sequence number), and a
+// retry of a write resends the same RequestID, so the shard applies it at
+// most once even when a response was lost.
+//
+// # Node health
+//
+// Each node address has a circuit breaker: after a number of consecutive
+// failures the node is skipped for a cooldown that doubles on each reopening,
+// unless every candidate for a call is skipped, in which case the client
+// tries anyway. A success closes the breaker.
+//
+// # Concurrency
+//
+// A Client is safe for concurrent use by many goroutines. Close releases its
+// connections and stops its background work.
+package client

@@ -1,0 +1,27 @@
+// Command kvctl is the command line client of ringkv, in the spirit of
+// etcdctl:
+//
+//	kvctl put KEY VALUE      # VALUE "-" reads the value from stdin
+//	kvctl get KEY
+//	kvctl del KEY
+//	kvctl cluster status
+//	kvctl completion bash|zsh|fish|powershell
+//
+// Global flags: --endpoints (default $KVCTL_ENDPOINTS, else the local
+// cluster of `make run`), -o table|json, --timeout. Errors go to stderr,
+// prefixed "Error: ", and the exit code is 1.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(code)
+}

@@ -1,0 +1,136 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ringkv/ringkv/client"
+)
+
+const (
+	// defaultEndpoints are the nodes of the local cluster `make run` starts.
+	defaultEndpoints = "127.0.0.1:7001,127.0.0.1:7002,127.0.0.1:7003"
+	// endpointsEnv names the environment variable that overrides
+	// defaultEndpoints; the --endpoints flag overrides both.
+	endpointsEnv = "KVCTL_ENDPOINTS"
+	// defaultTimeout bounds a whole command: connecting, retries, output.
+	defaultTimeout = 5 * time.Second
+)
+
+// Output formats of -o.
+const (
+	outputTable = "table"
+	outputJSON  = "json"
+)
+
+// run runs kvctl with args (without the program name) and returns its exit
+// code: 0 on success, 1 on any error, which it reports on stderr.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	root := newRootCommand(os.LookupEnv)
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	if err := root.ExecuteContext(ctx); err != nil {
+		return 1 // cobra has printed "Error: ..."
+	}
+	return 0
+}
+
+// app holds the global flags, which every command reads.
+type app struct {
+	lookupEnv func(string) (string, bool)
+
+	endpoints []string
+	output    string
+	timeout   time.Duration
+}
+
+// newRootCommand builds kvctl's command tree. lookupEnv reads the
+// environment (os.LookupEnv).
+func newRootCommand(lookupEnv func(string) (string, bool)) *cobra.Command {
+	a := &app{lookupEnv: lookupEnv}
+	root := &cobra.Command{
+		Use:   "kvctl",
+		Short: "kvctl talks to a ringkv cluster",
+		Long: "kvctl reads and writes keys of a ringkv cluster and shows its status.\n\n" +
+			"The cluster is reached through --endpoints, else $" + endpointsEnv +
+			" (comma-separated host:port), else " + defaultEndpoints + ".",
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			// The command line parsed: from here on, errors are not
+			// usage errors, so don't print the usage with them.
+			cmd.SilenceUsage = true
+			if a.output != outputTable && a.output != outputJSON {
+				return fmt.Errorf("unknown output format %q: want %s or %s", a.output, outputTable, outputJSON)
+			}
+			if a.timeout <= 0 {
+				return fmt.Errorf("--timeout %v: must be > 0", a.timeout)
+			}
+			return nil
+		},
+	}
+	flags := root.PersistentFlags()
+	flags.StringSliceVar(&a.endpoints, "endpoints", nil,
+		"comma-separated gRPC addresses (host:port) of cluster nodes (default $"+endpointsEnv+", else "+defaultEndpoints+")")
+	flags.StringVarP(&a.output, "output", "o", outputTable, "output format: "+outputTable+" or "+outputJSON)
+	flags.DurationVar(&a.timeout, "timeout", defaultTimeout, "timeout of the whole command")
+
+	root.AddCommand(
+		newPutCommand(a),
+		newGetCommand(a),
+		newDelCommand(a),
+		newClusterCommand(a),
+	)
+	return root
+}
+
+// resolveEndpoints returns the endpoints to use: --endpoints, else the
+// environment, else the default.
+func (a *app) resolveEndpoints() []string {
+	if len(a.endpoints) > 0 {
+		return a.endpoints
+	}
+	list := defaultEndpoints
+	if env, ok := a.lookupEnv(endpointsEnv); ok && strings.TrimSpace(env) != "" {
+		list = env
+	}
+	var out []string
+	for _, e := range strings.Split(list, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+// withClient connects to the cluster and runs f, all within the timeout.
+func (a *app) withClient(cmd *cobra.Command, f func(ctx context.Context, c *client.Client) error) error {
+	ctx, cancel := context.WithTimeout(cmd.Context(), a.timeout)
+	defer cancel()
+	c, err := client.New(ctx, a.resolveEndpoints())
+	if err != nil {
+		return err
+	}
+	err = f(ctx, c)
+	if cerr := c.Close(); err == nil {
+		err = cerr
+	}
+	return explain(err)
+}
+
+// explain makes err fit for a user: a request a node rejected is reported
+// with the node's own message, which says what was wrong.
+func explain(err error) error {
+	var se *client.ServerError
+	if errors.Is(err, client.ErrInvalidArgument) && errors.As(err, &se) && se.Message != "" {
+		return errors.New(se.Message)
+	}
+	return err
+}

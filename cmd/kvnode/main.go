@@ -1,0 +1,89 @@
+// Command kvnode runs one ringkv node.
+//
+//	kvnode --id n1 --listen 127.0.0.1:7001 --data-dir /var/lib/ringkv/n1 \
+//	    --initial-cluster n1=127.0.0.1:7001,n2=127.0.0.1:7002,n3=127.0.0.1:7003
+//
+// Every member of a new cluster is started with the same --initial-cluster.
+// Restarted with the same --data-dir, a node rejoins with its data (the
+// flag is then ignored). SIGINT or SIGTERM shuts it down cleanly.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/ringkv/ringkv/node"
+	"github.com/ringkv/ringkv/replication"
+	"github.com/ringkv/ringkv/rpc"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stderr); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "kvnode:", err)
+		}
+		os.Exit(2)
+	}
+}
+
+func run(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("kvnode", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		cfg            node.Config
+		initialCluster string
+		logLevel       string
+		timing         = replication.DefaultTiming()
+	)
+	fs.StringVar(&cfg.ID, "id", "", "this node's unique ID (required)")
+	fs.StringVar(&cfg.ListenAddr, "listen", "127.0.0.1:7001", "host:port to serve gRPC on (clients and peers)")
+	fs.StringVar(&cfg.AdvertiseAddr, "advertise", "", "address peers and clients reach this node at (default: --listen)")
+	fs.StringVar(&cfg.DataDir, "data-dir", "", "directory for Raft logs and snapshots (required)")
+	fs.StringVar(&initialCluster, "initial-cluster", "", "members of a new cluster: id=host:port,... (the same on every initial member)")
+	fs.IntVar(&cfg.Shards, "shards", 64, "shard count of a new cluster")
+	fs.IntVar(&cfg.Replicas, "replicas", 3, "replication factor of a new cluster")
+	fs.IntVar(&cfg.Limits.MaxKeySize, "max-key-size", rpc.DefaultMaxKeySize, "largest accepted key in bytes")
+	fs.IntVar(&cfg.Limits.MaxValueSize, "max-value-size", rpc.DefaultMaxValueSize, "largest accepted value in bytes")
+	fs.DurationVar(&timing.HeartbeatTimeout, "heartbeat-timeout", timing.HeartbeatTimeout, "Raft heartbeat timeout of every group")
+	fs.DurationVar(&timing.ElectionTimeout, "election-timeout", timing.ElectionTimeout, "Raft election timeout of every group")
+	fs.DurationVar(&timing.LeaderLeaseTimeout, "leader-lease-timeout", timing.LeaderLeaseTimeout, "Raft leader lease timeout of every group")
+	fs.DurationVar(&timing.CommitTimeout, "commit-timeout", timing.CommitTimeout, "Raft commit timeout of every group")
+	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	cfg.Timing = timing
+	peers, err := node.ParseInitialCluster(initialCluster)
+	if err != nil {
+		return fmt.Errorf("--initial-cluster: %w", err)
+	}
+	cfg.InitialCluster = peers
+
+	n, err := node.Start(cfg)
+	if err != nil {
+		return err
+	}
+	<-ctx.Done()
+	cfg.Logger.Info("shutting down")
+	stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return n.Stop(stopCtx)
+}

@@ -1,0 +1,154 @@
+package node
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"regexp"
+	"sort"
+	"strings"
+
+	"google.golang.org/grpc"
+
+	"github.com/ringkv/ringkv/replication"
+	"github.com/ringkv/ringkv/ring"
+	"github.com/ringkv/ringkv/rpc"
+	"github.com/ringkv/ringkv/shard"
+)
+
+// Peer is a node ID and its gRPC address.
+type Peer struct {
+	ID   string
+	Addr string
+}
+
+// Config configures a node. The zero value of every optional field takes
+// the default documented on it.
+type Config struct {
+	// ID is this node's unique, stable name (letters, digits, '.', '_',
+	// '-'; at most 64 bytes). Required.
+	ID string
+	// ListenAddr is the host:port the gRPC server listens on. Required.
+	ListenAddr string
+	// AdvertiseAddr is the address other nodes and clients reach this node
+	// at. Default: ListenAddr (after resolving port 0).
+	AdvertiseAddr string
+	// DataDir holds the node's Raft logs, snapshots and identity. Required.
+	DataDir string
+	// InitialCluster lists every member of a new cluster, this node
+	// included. Every initial member must be given the same list. Ignored
+	// when DataDir already holds a cluster.
+	InitialCluster []Peer
+	// Shards is the shard count of a new cluster. Default 64.
+	Shards int
+	// Replicas is the replication factor of a new cluster. Default 3.
+	Replicas int
+	// VirtualNodes is the number of ring positions per node. Default 128.
+	VirtualNodes int
+	// Limits bounds client input (key and value sizes).
+	Limits rpc.Limits
+	// Timing sets the Raft timers of every group. Default
+	// replication.DefaultTiming().
+	Timing replication.Timing
+	// SnapshotThreshold: see replication.Config. Default 8192.
+	SnapshotThreshold uint64
+	// Logger receives the node's logs. Default slog.Default().
+	Logger *slog.Logger
+	// RaftLogOutput receives hashicorp/raft's warnings and errors. Default
+	// os.Stderr.
+	RaftLogOutput io.Writer
+
+	// Listener, when set, is used instead of listening on ListenAddr (tests
+	// pick free ports this way before they know every address).
+	Listener net.Listener
+	// DialOptions are added to every connection to a peer node.
+	DialOptions []grpc.DialOption
+	// UnsafeLocalReads serves reads from the local replica without
+	// confirming leadership: NOT linearizable. It exists only as the
+	// negative control of the read-path tests and jepsen-lite, which must
+	// catch the stale reads it allows. Never set it in production.
+	UnsafeLocalReads bool
+}
+
+var idPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+func (c *Config) setDefaults() {
+	if c.Shards == 0 {
+		c.Shards = shard.DefaultCount
+	}
+	if c.Replicas == 0 {
+		c.Replicas = ring.DefaultReplicas
+	}
+	if c.VirtualNodes == 0 {
+		c.VirtualNodes = ring.DefaultVirtualNodes
+	}
+	if c.Timing == (replication.Timing{}) {
+		c.Timing = replication.DefaultTiming()
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	c.Limits = c.Limits.WithDefaults()
+}
+
+// Validate reports the first problem with c.
+func (c *Config) Validate() error {
+	if !idPattern.MatchString(c.ID) {
+		return fmt.Errorf("node id %q: want 1-64 letters, digits, '.', '_' or '-'", c.ID)
+	}
+	if c.Listener == nil {
+		if c.ListenAddr == "" {
+			return errors.New("listen address is required")
+		}
+		if _, _, err := net.SplitHostPort(c.ListenAddr); err != nil {
+			return fmt.Errorf("listen address %q: %w", c.ListenAddr, err)
+		}
+	}
+	if c.DataDir == "" {
+		return errors.New("data directory is required")
+	}
+	if c.Shards < 1 || c.Shards > shard.MaxCount {
+		return fmt.Errorf("shard count %d: want 1..%d", c.Shards, shard.MaxCount)
+	}
+	if c.Replicas < 1 || c.Replicas > 7 {
+		return fmt.Errorf("replication factor %d: want 1..7", c.Replicas)
+	}
+	seen := map[string]bool{}
+	self := false
+	for _, p := range c.InitialCluster {
+		if !idPattern.MatchString(p.ID) {
+			return fmt.Errorf("initial cluster: node id %q: want 1-64 letters, digits, '.', '_' or '-'", p.ID)
+		}
+		if _, _, err := net.SplitHostPort(p.Addr); err != nil {
+			return fmt.Errorf("initial cluster: %s=%s: %w", p.ID, p.Addr, err)
+		}
+		if seen[p.ID] {
+			return fmt.Errorf("initial cluster: node %q listed twice", p.ID)
+		}
+		seen[p.ID] = true
+		self = self || p.ID == c.ID
+	}
+	if len(c.InitialCluster) > 0 && !self {
+		return fmt.Errorf("initial cluster does not list this node (%s)", c.ID)
+	}
+	return nil
+}
+
+// ParseInitialCluster parses "n1=host:port,n2=host:port,...".
+func ParseInitialCluster(s string) ([]Peer, error) {
+	if strings.TrimSpace(s) == "" {
+		return nil, nil
+	}
+	var out []Peer
+	for _, part := range strings.Split(s, ",") {
+		id, addr, ok := strings.Cut(strings.TrimSpace(part), "=")
+		if !ok || id == "" || addr == "" {
+			return nil, fmt.Errorf("initial cluster entry %q: want ID=HOST:PORT", part)
+		}
+		out = append(out, Peer{ID: id, Addr: addr})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out, nil
+}

@@ -1,0 +1,475 @@
+package node
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+
+	"github.com/ringkv/ringkv/cluster"
+	ringkvv1 "github.com/ringkv/ringkv/proto/ringkv/v1"
+	"github.com/ringkv/ringkv/replication"
+	"github.com/ringkv/ringkv/ring"
+	"github.com/ringkv/ringkv/router"
+	"github.com/ringkv/ringkv/rpc"
+	"github.com/ringkv/ringkv/shard"
+)
+
+// MetaGroup is the Raft group ID of the cluster metadata. Shard groups use
+// their shard ID, which is below 2^32.
+const MetaGroup uint64 = 1 << 32
+
+// Node is a running ringkv daemon.
+type Node struct {
+	cfg    Config
+	logger *slog.Logger
+
+	lis    net.Listener
+	server *grpc.Server
+	health *health.Server
+	mux    *replication.Mux
+	router *router.Router
+
+	meta     *replication.Group
+	metaSM   *cluster.StateMachine
+	serveErr chan error
+
+	mu struct {
+		sync.Mutex
+		shards map[shard.ID]*shardReplica
+		closed bool
+	}
+
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// identity is written to the data directory on first start so a node can
+// never be started on another node's data by mistake.
+type identity struct {
+	NodeID string `json:"node_id"`
+}
+
+// Start validates cfg, opens the data directory and starts serving. It
+// returns once the node listens; the cluster metadata and the shard groups
+// come up in the background (see Ready).
+func Start(cfg Config) (*Node, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("node config: %w", err)
+	}
+	if err := checkIdentity(cfg.DataDir, cfg.ID); err != nil {
+		return nil, err
+	}
+	lis := cfg.Listener
+	if lis == nil {
+		var err error
+		if lis, err = net.Listen("tcp", cfg.ListenAddr); err != nil {
+			return nil, fmt.Errorf("listen: %w", err)
+		}
+	}
+	if cfg.AdvertiseAddr == "" {
+		cfg.AdvertiseAddr = lis.Addr().String()
+	}
+	n := &Node{
+		cfg:      cfg,
+		logger:   cfg.Logger.With("node", cfg.ID),
+		lis:      lis,
+		stop:     make(chan struct{}),
+		serveErr: make(chan error, 1),
+	}
+	n.mu.shards = map[shard.ID]*shardReplica{}
+	n.mux = replication.NewMux(replication.MuxConfig{
+		LocalAddr:   cfg.AdvertiseAddr,
+		DialOptions: cfg.DialOptions,
+		Logger:      n.logger,
+	})
+	n.metaSM = cluster.NewStateMachine()
+	n.router = router.New(router.Config{
+		NodeID:           cfg.ID,
+		UnsafeLocalReads: cfg.UnsafeLocalReads,
+	}, n.metaSM, n, rpc.NewForwarder(n.mux))
+
+	n.server = grpc.NewServer(
+		grpc.MaxRecvMsgSize(cfg.Limits.MaxMessageSize()),
+		grpc.MaxSendMsgSize(cfg.Limits.MaxMessageSize()),
+	)
+	n.health = health.NewServer()
+	n.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	healthpb.RegisterHealthServer(n.server, n.health)
+	ringkvv1.RegisterRaftTransportServer(n.server, n.mux)
+	ringkvv1.RegisterKVServer(n.server, rpc.NewKVServer(n.router, cfg.Limits))
+	ringkvv1.RegisterClusterServer(n.server, rpc.NewClusterServer(n.status))
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.serveErr <- n.server.Serve(lis)
+	}()
+
+	if err := n.openMeta(); err != nil {
+		n.Stop(context.Background())
+		return nil, err
+	}
+	n.wg.Add(2)
+	go n.initializeCluster()
+	go n.reconcileLoop()
+	n.logger.Info("node started", "listen", lis.Addr().String(), "advertise", cfg.AdvertiseAddr, "data_dir", cfg.DataDir)
+	return n, nil
+}
+
+func checkIdentity(dir, id string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	path := filepath.Join(dir, "node.json")
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		b, _ = json.Marshal(identity{NodeID: id})
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			return fmt.Errorf("data directory: %w", err)
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	var got identity
+	if err := json.Unmarshal(b, &got); err != nil {
+		return fmt.Errorf("data directory: %s: %w", path, err)
+	}
+	if got.NodeID != id {
+		return fmt.Errorf("data directory %s belongs to node %q, not %q", dir, got.NodeID, id)
+	}
+	return nil
+}
+
+// Addr returns the address the node serves on.
+func (n *Node) Addr() string { return n.cfg.AdvertiseAddr }
+
+// ID returns the node's ID.
+func (n *Node) ID() string { return n.cfg.ID }
+
+func (n *Node) groupConfig(id uint64, dir string, sm replication.StateMachine, noop []byte) (replication.Config, error) {
+	t, err := n.mux.Transport(id)
+	if err != nil {
+		return replication.Config{}, err
+	}
+	return replication.Config{
+		Group:             id,
+		NodeID:            n.cfg.ID,
+		Dir:               dir,
+		Transport:         t,
+		StateMachine:      sm,
+		NoopCommand:       noop,
+		Timing:            n.cfg.Timing,
+		SnapshotThreshold: n.cfg.SnapshotThreshold,
+		Logger:            n.logger,
+		RaftLogOutput:     n.cfg.RaftLogOutput,
+	}, nil
+}
+
+func (n *Node) openMeta() error {
+	dir := filepath.Join(n.cfg.DataDir, "meta")
+	_, statErr := os.Stat(filepath.Join(dir, "raft.db"))
+	hadState := statErr == nil
+	gc, err := n.groupConfig(MetaGroup, dir, metaSM{n.metaSM}, cluster.NoopCommand())
+	if err != nil {
+		return err
+	}
+	g, err := replication.Open(gc)
+	if err != nil {
+		return fmt.Errorf("metadata group: %w", err)
+	}
+	n.meta = g
+	if len(n.cfg.InitialCluster) == 0 {
+		if !hadState {
+			return fmt.Errorf("data directory %s holds no cluster: start the node with --initial-cluster", n.cfg.DataDir)
+		}
+		return nil
+	}
+	var voters []replication.Server
+	for _, p := range n.cfg.InitialCluster {
+		voters = append(voters, replication.Server{ID: p.ID, Addr: p.Addr})
+	}
+	if err := g.Bootstrap(voters); err != nil {
+		return fmt.Errorf("metadata group: %w", err)
+	}
+	return nil
+}
+
+// initializeCluster commits the cluster's first metadata (members, shard
+// count, placement) once this node leads the metadata group of a cluster
+// that has none. Every initial member runs it; the first leader wins.
+func (n *Node) initializeCluster() {
+	defer n.wg.Done()
+	if len(n.cfg.InitialCluster) == 0 {
+		return
+	}
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for !n.metaSM.Current().Initialized() {
+		select {
+		case <-n.stop:
+			return
+		case <-n.metaSM.Changed():
+			continue
+		case <-tick.C:
+		}
+		if !n.meta.Leader().Self {
+			continue
+		}
+		cmd, err := n.initCommand()
+		if err != nil {
+			n.logger.Error("cannot initialize cluster", "err", err)
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		out, _, err := n.meta.Propose(ctx, cmd)
+		cancel()
+		if err == nil {
+			if e, ok := out.(error); ok && !errors.Is(e, cluster.ErrAlreadyInitialized) {
+				n.logger.Error("cluster initialization rejected", "err", e)
+				return
+			}
+			continue
+		}
+		n.logger.Debug("cluster initialization not committed yet", "err", err)
+	}
+	st := n.metaSM.Current()
+	if int(st.ShardCount) != n.cfg.Shards || st.Replicas != n.cfg.Replicas {
+		n.logger.Warn("cluster was created with other settings than this node's flags; the cluster's win",
+			"cluster_shards", st.ShardCount, "cluster_replicas", st.Replicas,
+			"flag_shards", n.cfg.Shards, "flag_replicas", n.cfg.Replicas)
+	}
+}
+
+func (n *Node) initCommand() ([]byte, error) {
+	var ids []string
+	var members []cluster.Member
+	for _, p := range n.cfg.InitialCluster {
+		ids = append(ids, p.ID)
+		members = append(members, cluster.Member{ID: p.ID, Addr: p.Addr, State: cluster.MemberActive})
+	}
+	p, err := ring.Place(ring.Placement{}, ids, n.cfg.Shards, ring.Config{Replicas: n.cfg.Replicas, VirtualNodes: n.cfg.VirtualNodes})
+	if err != nil {
+		return nil, fmt.Errorf("placing shards: %w", err)
+	}
+	return cluster.InitCommand(cluster.State{
+		ShardCount:   uint32(n.cfg.Shards),
+		Replicas:     n.cfg.Replicas,
+		VirtualNodes: n.cfg.VirtualNodes,
+		Members:      members,
+		Shards:       p.Shards,
+	})
+}
+
+// reconcileLoop opens the shard groups the placement gives this node, each
+// time the metadata changes.
+func (n *Node) reconcileLoop() {
+	defer n.wg.Done()
+	for {
+		changed := n.metaSM.Changed()
+		st := n.metaSM.Current()
+		if st.Initialized() {
+			if err := n.reconcile(st); err != nil {
+				n.logger.Error("opening shard replicas", "err", err)
+			} else if n.Ready() {
+				n.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+			}
+		}
+		select {
+		case <-n.stop:
+			return
+		case <-changed:
+		}
+	}
+}
+
+func (n *Node) reconcile(st *cluster.State) error {
+	for _, id := range st.ShardsOf(n.cfg.ID) {
+		sid := shard.ID(id)
+		n.mu.Lock()
+		_, open := n.mu.shards[sid]
+		closed := n.mu.closed
+		n.mu.Unlock()
+		if open {
+			continue
+		}
+		if closed {
+			return nil
+		}
+		rep, err := n.openShard(st, sid)
+		if err != nil {
+			return err
+		}
+		n.mu.Lock()
+		if n.mu.closed {
+			n.mu.Unlock()
+			return rep.Shutdown()
+		}
+		n.mu.shards[sid] = rep
+		n.mu.Unlock()
+	}
+	return nil
+}
+
+func (n *Node) openShard(st *cluster.State, sid shard.ID) (*shardReplica, error) {
+	sm := shard.NewStateMachine(shard.DefaultConfig())
+	dir := filepath.Join(n.cfg.DataDir, "shards", fmt.Sprintf("%05d", sid))
+	gc, err := n.groupConfig(uint64(sid), dir, shardSM{sm}, shard.EncodeNoop(0))
+	if err != nil {
+		return nil, err
+	}
+	g, err := replication.Open(gc)
+	if err != nil {
+		return nil, fmt.Errorf("shard %d: %w", sid, err)
+	}
+	var voters []replication.Server
+	for _, id := range st.ReplicasOf(uint32(sid)) {
+		m, ok := st.Member(id)
+		if !ok {
+			g.Shutdown()
+			return nil, fmt.Errorf("shard %d: replica on unknown node %q", sid, id)
+		}
+		voters = append(voters, replication.Server{ID: m.ID, Addr: m.Addr})
+	}
+	if err := g.Bootstrap(voters); err != nil {
+		g.Shutdown()
+		return nil, fmt.Errorf("shard %d: %w", sid, err)
+	}
+	return &shardReplica{Group: g, sm: sm}, nil
+}
+
+// Replica implements router.Replicas.
+func (n *Node) Replica(id shard.ID) (router.Replica, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	r, ok := n.mu.shards[id]
+	if !ok {
+		return nil, false
+	}
+	return r, true
+}
+
+// Ready reports whether the node has the cluster metadata and has opened
+// every shard replica the placement gives it.
+func (n *Node) Ready() bool {
+	st := n.metaSM.Current()
+	if !st.Initialized() {
+		return false
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, id := range st.ShardsOf(n.cfg.ID) {
+		if _, ok := n.mu.shards[shard.ID(id)]; !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// Metadata returns the cluster metadata as this node knows it.
+func (n *Node) Metadata() *cluster.State { return n.metaSM.Current() }
+
+// ShardLeader returns the leader of a shard hosted here, as known locally.
+func (n *Node) ShardLeader(id shard.ID) (replication.LeaderInfo, bool) {
+	n.mu.Lock()
+	r, ok := n.mu.shards[id]
+	n.mu.Unlock()
+	if !ok {
+		return replication.LeaderInfo{}, false
+	}
+	return r.Leader(), true
+}
+
+// ShardGroup returns the Raft group of a shard hosted here (for tests and
+// tooling).
+func (n *Node) ShardGroup(id shard.ID) (*replication.Group, bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	r, ok := n.mu.shards[id]
+	if !ok {
+		return nil, false
+	}
+	return r.Group, true
+}
+
+func (n *Node) status(ctx context.Context) (*ringkvv1.StatusResponse, error) {
+	st := n.metaSM.Current()
+	if !st.Initialized() {
+		return nil, router.ErrNotReady
+	}
+	resp := &ringkvv1.StatusResponse{
+		Epoch:             st.Epoch,
+		ShardCount:        st.ShardCount,
+		ReplicationFactor: uint32(st.Replicas),
+		NodeId:            n.cfg.ID,
+	}
+	for _, m := range st.Members {
+		resp.Members = append(resp.Members, &ringkvv1.Member{Id: m.ID, Address: m.Addr, State: string(m.State)})
+	}
+	for id, reps := range st.Shards {
+		info := &ringkvv1.ShardInfo{Id: uint32(id), Replicas: reps}
+		if l, ok := n.ShardLeader(shard.ID(id)); ok {
+			info.Leader, info.LeaderTerm = l.ID, l.Term
+		} else {
+			info.Leader = n.router.KnownLeader(shard.ID(id))
+		}
+		resp.Shards = append(resp.Shards, info)
+	}
+	return resp, nil
+}
+
+// Stop shuts the node down: it stops taking requests, shuts every Raft
+// group down, and closes the server and peer connections. It is idempotent
+// and returns when everything it started has stopped, or when ctx ends (the
+// server is then stopped hard).
+func (n *Node) Stop(ctx context.Context) error {
+	n.stopOnce.Do(func() {
+		n.health.Shutdown()
+		close(n.stop)
+		n.mu.Lock()
+		n.mu.closed = true
+		shards := n.mu.shards
+		n.mu.shards = map[shard.ID]*shardReplica{}
+		n.mu.Unlock()
+		var errs []error
+		for _, r := range shards {
+			errs = append(errs, r.Shutdown())
+		}
+		if n.meta != nil {
+			errs = append(errs, n.meta.Shutdown())
+		}
+		stopped := make(chan struct{})
+		go func() {
+			n.server.GracefulStop()
+			close(stopped)
+		}()
+		select {
+		case <-stopped:
+		case <-ctx.Done():
+			n.server.Stop()
+			<-stopped
+		}
+		errs = append(errs, n.mux.Close())
+		n.wg.Wait()
+		if err := <-n.serveErr; err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			errs = append(errs, err)
+		}
+		n.stopErr = errors.Join(errs...)
+		n.logger.Info("node stopped")
+	})
+	return n.stopErr
+}

@@ -1,0 +1,524 @@
+package replication
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+)
+
+// Timing holds a group's Raft timers. Every group costs heartbeats (one per
+// follower every HeartbeatTimeout/10 while idle) and commit-index updates
+// (one per follower every CommitTimeout), so a node hosting many groups
+// wants these relaxed; see docs/architecture.md for the measured idle cost.
+type Timing struct {
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	CommitTimeout      time.Duration
+}
+
+// DefaultTiming returns the timers ringkv uses for every group unless told
+// otherwise: a failed leader is replaced in about 1-2 s.
+func DefaultTiming() Timing {
+	return Timing{
+		HeartbeatTimeout:   1000 * time.Millisecond,
+		ElectionTimeout:    1000 * time.Millisecond,
+		LeaderLeaseTimeout: 500 * time.Millisecond,
+		CommitTimeout:      250 * time.Millisecond,
+	}
+}
+
+// Config configures one Raft group. Zero fields take the documented
+// defaults.
+type Config struct {
+	// Group identifies the group on the wire; unique per node.
+	Group uint64
+	// NodeID is this node's Raft server ID.
+	NodeID string
+	// Dir holds the group's log, stable store and snapshots. Required.
+	Dir string
+	// Transport carries the group's Raft messages. Required.
+	Transport raft.Transport
+	// StateMachine receives the committed commands. Required.
+	StateMachine StateMachine
+	// NoopCommand is a command that the state machine applies as a no-op. A
+	// new leader commits one before it serves reads, which fixes the commit
+	// index of its term (see ReadBarrier). Required.
+	NoopCommand []byte
+	// Timing: DefaultTiming() when zero.
+	Timing Timing
+	// SnapshotThreshold is how many log entries since the last snapshot
+	// make raft take a new one. Default 8192.
+	SnapshotThreshold uint64
+	// SnapshotInterval is how often raft checks the threshold. Default 30s.
+	SnapshotInterval time.Duration
+	// TrailingLogs is how many entries stay in the log after a snapshot, so
+	// a briefly lagging follower catches up from the log. Default 4096.
+	TrailingLogs uint64
+	// MaxAppendEntries bounds the entries in one AppendEntries. Default 256.
+	MaxAppendEntries int
+	// LogCacheSize is how many recent entries stay in memory. Default 512.
+	LogCacheSize int
+	// Logger receives the group's events. Default slog.Default().
+	Logger *slog.Logger
+	// RaftLogOutput receives hashicorp/raft's own log lines (warnings and
+	// errors only). Default os.Stderr.
+	RaftLogOutput io.Writer
+}
+
+func (c *Config) setDefaults() {
+	if c.Timing == (Timing{}) {
+		c.Timing = DefaultTiming()
+	}
+	if c.SnapshotThreshold == 0 {
+		c.SnapshotThreshold = 8192
+	}
+	if c.SnapshotInterval == 0 {
+		c.SnapshotInterval = 30 * time.Second
+	}
+	if c.TrailingLogs == 0 {
+		c.TrailingLogs = 4096
+	}
+	if c.MaxAppendEntries == 0 {
+		c.MaxAppendEntries = 256
+	}
+	if c.LogCacheSize == 0 {
+		c.LogCacheSize = 512
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.RaftLogOutput == nil {
+		c.RaftLogOutput = os.Stderr
+	}
+}
+
+func (c *Config) validate() error {
+	switch {
+	case c.NodeID == "":
+		return errors.New("replication: Config.NodeID is required")
+	case c.Dir == "":
+		return errors.New("replication: Config.Dir is required")
+	case c.Transport == nil:
+		return errors.New("replication: Config.Transport is required")
+	case c.StateMachine == nil:
+		return errors.New("replication: Config.StateMachine is required")
+	case len(c.NoopCommand) == 0:
+		return errors.New("replication: Config.NoopCommand is required")
+	}
+	return nil
+}
+
+// Server is a voting member of a group.
+type Server struct {
+	ID   string
+	Addr string
+}
+
+// Group is one running Raft group. Its methods are safe for concurrent use.
+type Group struct {
+	cfg    Config
+	raft   *raft.Raft
+	fsm    *fsm
+	store  *raftboltdb.BoltStore
+	logger *slog.Logger
+
+	// readyTerm is the term in which this replica, as leader, has committed
+	// and applied its no-op; reads are served only while it equals the
+	// current term.
+	readyTerm atomic.Uint64
+
+	mu struct {
+		sync.Mutex
+		readyCh chan struct{} // closed and replaced when readyTerm changes
+		// nextRound collects reads waiting for a leadership confirmation
+		// that has not started yet.
+		nextRound *verifyRound
+	}
+	verifyKick chan struct{}
+
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	shutOnce sync.Once
+	shutErr  error
+}
+
+type verifyRound struct {
+	done chan struct{}
+	err  error
+}
+
+// Open starts a group from its directory: a new, empty one, or the state it
+// left there. A new group takes part in no elections until Bootstrap or a
+// leader of an existing group adds it.
+func Open(cfg Config) (*Group, error) {
+	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
+		return nil, fmt.Errorf("group %d: %w", cfg.Group, err)
+	}
+	hlog := hclog.New(&hclog.LoggerOptions{
+		Name:   fmt.Sprintf("raft group=%d", cfg.Group),
+		Level:  hclog.Warn,
+		Output: cfg.RaftLogOutput,
+	})
+	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.Dir, "raft.db")})
+	if err != nil {
+		return nil, fmt.Errorf("group %d: opening raft log: %w", cfg.Group, err)
+	}
+	logs, err := raft.NewLogCache(cfg.LogCacheSize, store)
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("group %d: %w", cfg.Group, err)
+	}
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, 2, hlog)
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("group %d: opening snapshot store: %w", cfg.Group, err)
+	}
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.NodeID)
+	rc.HeartbeatTimeout = cfg.Timing.HeartbeatTimeout
+	rc.ElectionTimeout = cfg.Timing.ElectionTimeout
+	rc.LeaderLeaseTimeout = cfg.Timing.LeaderLeaseTimeout
+	rc.CommitTimeout = cfg.Timing.CommitTimeout
+	rc.SnapshotThreshold = cfg.SnapshotThreshold
+	rc.SnapshotInterval = cfg.SnapshotInterval
+	rc.TrailingLogs = cfg.TrailingLogs
+	rc.MaxAppendEntries = cfg.MaxAppendEntries
+	rc.BatchApplyCh = true
+	rc.Logger = hlog
+	if err := raft.ValidateConfig(rc); err != nil {
+		store.Close()
+		return nil, fmt.Errorf("group %d: %w", cfg.Group, err)
+	}
+
+	g := &Group{
+		cfg:        cfg,
+		fsm:        newFSM(cfg.StateMachine),
+		store:      store,
+		logger:     cfg.Logger.With("group", cfg.Group),
+		verifyKick: make(chan struct{}, 1),
+		stop:       make(chan struct{}),
+	}
+	g.mu.readyCh = make(chan struct{})
+	r, err := raft.NewRaft(rc, g.fsm, logs, store, snaps, cfg.Transport)
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("group %d: starting raft: %w", cfg.Group, err)
+	}
+	g.raft = r
+	g.wg.Add(2)
+	go g.watchLeadership()
+	go g.verifyLoop()
+	return g, nil
+}
+
+// Bootstrap makes a new group's first configuration: the given voters. Every
+// initial member may call it with the same servers. A group that already
+// has state ignores it.
+func (g *Group) Bootstrap(servers []Server) error {
+	cfg := raft.Configuration{}
+	for _, s := range servers {
+		cfg.Servers = append(cfg.Servers, raft.Server{
+			Suffrage: raft.Voter,
+			ID:       raft.ServerID(s.ID),
+			Address:  raft.ServerAddress(s.Addr),
+		})
+	}
+	err := g.raft.BootstrapCluster(cfg).Error()
+	if errors.Is(err, raft.ErrCantBootstrap) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("group %d: bootstrap: %w", g.cfg.Group, err)
+	}
+	return nil
+}
+
+// ID returns the group's ID.
+func (g *Group) ID() uint64 { return g.cfg.Group }
+
+// Propose replicates cmd and returns what the state machine's Apply
+// returned for it, with the log index it was committed at.
+//
+// Errors: *NotLeaderError when this replica does not lead; ErrOutcomeUnknown
+// when the command may or may not have committed; ErrShutdown.
+func (g *Group) Propose(ctx context.Context, cmd []byte) (any, uint64, error) {
+	timeout := 10 * time.Second
+	if dl, ok := ctx.Deadline(); ok {
+		timeout = time.Until(dl)
+		if timeout <= 0 {
+			return nil, 0, fmt.Errorf("group %d: propose: %w", g.cfg.Group, context.DeadlineExceeded)
+		}
+	}
+	f := g.raft.Apply(cmd, timeout)
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return nil, 0, g.mapRaftErr("propose", err)
+		}
+		return f.Response(), f.Index(), nil
+	case <-ctx.Done():
+		return nil, 0, fmt.Errorf("group %d: propose: %w: %w", g.cfg.Group, ErrOutcomeUnknown, ctx.Err())
+	}
+}
+
+func (g *Group) mapRaftErr(op string, err error) error {
+	switch {
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress):
+		return fmt.Errorf("%s: %w", op, g.notLeader())
+	case errors.Is(err, raft.ErrLeadershipLost):
+		return fmt.Errorf("group %d: %s: %w: %w", g.cfg.Group, op, ErrOutcomeUnknown, err)
+	case errors.Is(err, raft.ErrEnqueueTimeout):
+		// Not enqueued, so not applied: the caller may retry freely.
+		return fmt.Errorf("group %d: %s: %w", g.cfg.Group, op, context.DeadlineExceeded)
+	case errors.Is(err, raft.ErrRaftShutdown):
+		return fmt.Errorf("group %d: %s: %w", g.cfg.Group, op, ErrShutdown)
+	}
+	return fmt.Errorf("group %d: %s: %w", g.cfg.Group, op, err)
+}
+
+func (g *Group) notLeader() *NotLeaderError {
+	addr, id := g.raft.LeaderWithID()
+	return &NotLeaderError{Group: g.cfg.Group, LeaderID: string(id), LeaderAddr: string(addr)}
+}
+
+// ReadBarrier returns nil once the local state machine reflects every write
+// that committed before ReadBarrier was called, so a read of local state
+// that follows it is linearizable. Only the leader can pass it.
+//
+// The steps, since hashicorp/raft has no ReadIndex:
+//  1. This replica must lead in the current term T and must have applied the
+//     no-op it committed on becoming leader in T. Until a leader commits an
+//     entry of its own term its commit index may lag entries that an
+//     earlier leader committed.
+//  2. Note the commit index C.
+//  3. Confirm leadership with a quorum (VerifyLeader), in a round that
+//     starts after this call; concurrent reads share one round.
+//  4. Check the term is still T: if leadership was lost and regained
+//     meanwhile, C may predate writes committed by the other leader.
+//  5. Wait until the state machine has finished applying C.
+//
+// Caveat, documented in docs/architecture.md: VerifyLeader may be answered
+// by a heartbeat already in flight, so the confirmation can be up to one
+// round trip older than step 3. Safety then rests on followers refusing to
+// vote while they still hear from a leader, which hashicorp/raft does.
+func (g *Group) ReadBarrier(ctx context.Context) error {
+	if g.raft.State() != raft.Leader {
+		return fmt.Errorf("read: %w", g.notLeader())
+	}
+	term := g.raft.CurrentTerm()
+	if err := g.awaitReady(ctx, term); err != nil {
+		return err
+	}
+	commit := g.raft.CommitIndex()
+	if err := g.verifyLeader(ctx); err != nil {
+		return err
+	}
+	if g.raft.CurrentTerm() != term {
+		return fmt.Errorf("read: term changed: %w", g.notLeader())
+	}
+	if err := g.fsm.waitApplied(ctx, commit); err != nil {
+		return fmt.Errorf("group %d: read: %w", g.cfg.Group, err)
+	}
+	return nil
+}
+
+// awaitReady waits until this leader has applied its no-op of term.
+func (g *Group) awaitReady(ctx context.Context, term uint64) error {
+	// A new leader's no-op commits within a round trip or two; don't wait
+	// longer than an election timeout for it before telling the caller to
+	// retry elsewhere.
+	limit := time.NewTimer(g.cfg.Timing.ElectionTimeout)
+	defer limit.Stop()
+	for {
+		g.mu.Lock()
+		ch := g.mu.readyCh
+		g.mu.Unlock()
+		if g.readyTerm.Load() == term {
+			return nil
+		}
+		if g.raft.State() != raft.Leader || g.raft.CurrentTerm() != term {
+			return fmt.Errorf("read: %w", g.notLeader())
+		}
+		select {
+		case <-ch:
+		case <-limit.C:
+			return fmt.Errorf("read: leader of term %d not ready: %w", term, g.notLeader())
+		case <-ctx.Done():
+			return fmt.Errorf("group %d: read: %w", g.cfg.Group, ctx.Err())
+		case <-g.stop:
+			return fmt.Errorf("group %d: %w", g.cfg.Group, ErrShutdown)
+		}
+	}
+}
+
+// verifyLeader joins the next leadership confirmation round.
+func (g *Group) verifyLeader(ctx context.Context) error {
+	g.mu.Lock()
+	r := g.mu.nextRound
+	if r == nil {
+		r = &verifyRound{done: make(chan struct{})}
+		g.mu.nextRound = r
+	}
+	g.mu.Unlock()
+	select {
+	case g.verifyKick <- struct{}{}:
+	default: // a kick is already pending; it will pick this round up
+	}
+	select {
+	case <-r.done:
+		if r.err != nil {
+			return g.mapRaftErr("verify leader", r.err)
+		}
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("group %d: verify leader: %w", g.cfg.Group, ctx.Err())
+	case <-g.stop:
+		return fmt.Errorf("group %d: %w", g.cfg.Group, ErrShutdown)
+	}
+}
+
+// verifyLoop runs leadership confirmations one at a time. Each round takes
+// every read that arrived before it started, so a confirmation is never
+// older than the reads it serves (up to the in-flight heartbeat caveat).
+func (g *Group) verifyLoop() {
+	defer g.wg.Done()
+	for {
+		select {
+		case <-g.stop:
+			return
+		case <-g.verifyKick:
+		}
+		g.mu.Lock()
+		r := g.mu.nextRound
+		g.mu.nextRound = nil
+		g.mu.Unlock()
+		if r == nil {
+			continue
+		}
+		r.err = g.raft.VerifyLeader().Error()
+		close(r.done)
+	}
+}
+
+// watchLeadership commits a no-op each time this replica becomes leader and
+// then marks the term ready for reads.
+func (g *Group) watchLeadership() {
+	defer g.wg.Done()
+	for {
+		select {
+		case <-g.stop:
+			return
+		case isLeader := <-g.raft.LeaderCh():
+			if !isLeader {
+				continue
+			}
+			term := g.raft.CurrentTerm()
+			err := g.raft.Apply(g.cfg.NoopCommand, g.cfg.Timing.ElectionTimeout).Error()
+			if err != nil {
+				g.logger.Debug("leader no-op failed", "term", term, "err", err)
+				continue
+			}
+			if g.raft.State() == raft.Leader && g.raft.CurrentTerm() == term {
+				g.readyTerm.Store(term)
+				g.mu.Lock()
+				close(g.mu.readyCh)
+				g.mu.readyCh = make(chan struct{})
+				g.mu.Unlock()
+				g.logger.Debug("leader ready", "term", term)
+			}
+		}
+	}
+}
+
+// LeaderInfo describes a group's leadership as this replica sees it.
+type LeaderInfo struct {
+	ID, Addr string
+	Term     uint64
+	// Self is true when this replica is the leader.
+	Self bool
+}
+
+// Leader returns the current leader as known locally (ID empty if none).
+func (g *Group) Leader() LeaderInfo {
+	addr, id := g.raft.LeaderWithID()
+	return LeaderInfo{
+		ID:   string(id),
+		Addr: string(addr),
+		Term: g.raft.CurrentTerm(),
+		Self: g.raft.State() == raft.Leader,
+	}
+}
+
+// AppliedIndex returns the index the state machine has finished applying.
+func (g *Group) AppliedIndex() uint64 { return g.fsm.applied.Load() }
+
+// WaitApplied blocks until the state machine has applied index.
+func (g *Group) WaitApplied(ctx context.Context, index uint64) error {
+	return g.fsm.waitApplied(ctx, index)
+}
+
+// Voters returns the group's current voting members.
+func (g *Group) Voters() ([]Server, error) {
+	f := g.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, g.mapRaftErr("configuration", err)
+	}
+	var out []Server
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage == raft.Voter {
+			out = append(out, Server{ID: string(s.ID), Addr: string(s.Address)})
+		}
+	}
+	return out, nil
+}
+
+// TransferLeadership asks raft to hand leadership to another voter.
+func (g *Group) TransferLeadership() error {
+	if err := g.raft.LeadershipTransfer().Error(); err != nil {
+		return g.mapRaftErr("leadership transfer", err)
+	}
+	return nil
+}
+
+// Snapshot takes a snapshot now and compacts the log behind it.
+func (g *Group) Snapshot() error {
+	if err := g.raft.Snapshot().Error(); err != nil && !errors.Is(err, raft.ErrNothingNewToSnapshot) {
+		return g.mapRaftErr("snapshot", err)
+	}
+	return nil
+}
+
+// Shutdown stops the group and closes its storage. It is idempotent.
+func (g *Group) Shutdown() error {
+	g.shutOnce.Do(func() {
+		close(g.stop)
+		err := g.raft.Shutdown().Error()
+		g.wg.Wait()
+		if cerr := g.store.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			g.shutErr = fmt.Errorf("group %d: shutdown: %w", g.cfg.Group, err)
+		}
+	})
+	return g.shutErr
+}

@@ -1,0 +1,343 @@
+// This file holds the Mux: the one per-node half of the multiplexed Raft
+// transport. It owns the node's pooled client connections and the table of
+// registered groups; GroupTransport (transport_group.go) is the per-group
+// raft.Transport built on top of it, and transport_server.go answers the
+// RaftTransport gRPC service for every group.
+
+package replication
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
+	"google.golang.org/grpc/credentials/insecure"
+
+	ringkvv1 "github.com/ringkv/ringkv/proto/ringkv/v1"
+)
+
+// Defaults for the zero fields of MuxConfig.
+const (
+	// DefaultRPCTimeout bounds every AppendEntries, RequestVote,
+	// RequestPreVote and TimeoutNow call, and every send and every awaited
+	// response on an AppendEntries pipeline.
+	DefaultRPCTimeout = 10 * time.Second
+
+	// DefaultSnapshotTimeoutScale is the number of snapshot bytes that earn
+	// InstallSnapshot one more RPCTimeout of deadline, as in
+	// raft.NetworkTransport.
+	DefaultSnapshotTimeoutScale = raft.DefaultTimeoutScale
+
+	// DefaultSnapshotChunkSize is the size of the data chunks InstallSnapshot
+	// streams.
+	DefaultSnapshotChunkSize = 256 << 10
+
+	// DefaultMaxInFlight is the number of pipelined AppendEntries requests
+	// that may await their responses at once, as in raft.NetworkTransport.
+	DefaultMaxInFlight = raft.DefaultMaxRPCsInFlight
+
+	// maxSnapshotChunkSize keeps a chunk, with its framing, under gRPC's
+	// default 4 MiB limit on received messages.
+	maxSnapshotChunkSize = 3 << 20
+)
+
+// MuxConfig configures a Mux. The zero value of every field except LocalAddr
+// selects the documented default.
+type MuxConfig struct {
+	// LocalAddr is this node's gRPC address (host:port) as its peers dial it.
+	// It is every group's raft.ServerAddress on this node. Required.
+	LocalAddr string
+
+	// DialOptions are applied, in order, after the Mux's own defaults when it
+	// dials a peer: insecure transport credentials and a reconnect backoff
+	// capped at 2 s (gRPC's own cap is 120 s, too long for Raft). A
+	// grpc.WithTransportCredentials here replaces the insecure default.
+	DialOptions []grpc.DialOption
+
+	// Logger receives the transport's diagnostics. Nil discards them.
+	Logger *slog.Logger
+
+	// RPCTimeout bounds each AppendEntries, RequestVote, RequestPreVote and
+	// TimeoutNow call, and each send and each awaited response on a pipeline,
+	// so that an unreachable peer fails the call instead of hanging Raft.
+	// Zero means DefaultRPCTimeout.
+	RPCTimeout time.Duration
+
+	// SnapshotTimeoutScale scales the deadline of InstallSnapshot: the whole
+	// transfer, including the follower's restore, may take RPCTimeout for
+	// every SnapshotTimeoutScale bytes of snapshot (and at least
+	// RPCTimeout). Independently, the transfer is abandoned when one chunk
+	// cannot be sent within RPCTimeout. Zero means
+	// DefaultSnapshotTimeoutScale.
+	SnapshotTimeoutScale int64
+
+	// SnapshotChunkSize is the number of snapshot bytes per streamed message.
+	// It must fit under the receiving gRPC server's maximum message size (at
+	// most 3 MiB). Zero means DefaultSnapshotChunkSize.
+	SnapshotChunkSize int
+
+	// MaxInFlight is the number of pipelined AppendEntries requests to one
+	// peer that may be awaiting responses at once; it is
+	// raft.NetworkTransportConfig.MaxRPCsInFlight. 1 disables pipelining.
+	// Zero means DefaultMaxInFlight.
+	MaxInFlight int
+}
+
+// Validate reports whether c can configure a Mux.
+func (c MuxConfig) Validate() error {
+	switch {
+	case c.LocalAddr == "":
+		return errors.New("replication: MuxConfig.LocalAddr is required")
+	case c.RPCTimeout < 0:
+		return fmt.Errorf("replication: MuxConfig.RPCTimeout %v is negative", c.RPCTimeout)
+	case c.SnapshotTimeoutScale < 0:
+		return fmt.Errorf("replication: MuxConfig.SnapshotTimeoutScale %d is negative", c.SnapshotTimeoutScale)
+	case c.SnapshotChunkSize < 0 || c.SnapshotChunkSize > maxSnapshotChunkSize:
+		return fmt.Errorf("replication: MuxConfig.SnapshotChunkSize %d is outside [0, %d]", c.SnapshotChunkSize, maxSnapshotChunkSize)
+	case c.MaxInFlight < 0:
+		return fmt.Errorf("replication: MuxConfig.MaxInFlight %d is negative", c.MaxInFlight)
+	}
+	return nil
+}
+
+// withDefaults returns c with every zero field replaced by its default.
+func (c MuxConfig) withDefaults() MuxConfig {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.RPCTimeout == 0 {
+		c.RPCTimeout = DefaultRPCTimeout
+	}
+	if c.SnapshotTimeoutScale == 0 {
+		c.SnapshotTimeoutScale = DefaultSnapshotTimeoutScale
+	}
+	if c.SnapshotChunkSize == 0 {
+		c.SnapshotChunkSize = DefaultSnapshotChunkSize
+	}
+	if c.MaxInFlight == 0 {
+		c.MaxInFlight = DefaultMaxInFlight
+	}
+	return c
+}
+
+// ErrDuplicateTransport is returned by Mux.Transport for a group that already
+// has an open transport on the Mux.
+var ErrDuplicateTransport = errors.New("replication: raft group already has a transport on this node")
+
+// Mux multiplexes the Raft groups of one node over one gRPC service and one
+// client connection per peer node. It implements ringkvv1.RaftTransportServer:
+// register it on the node's gRPC server with
+// ringkvv1.RegisterRaftTransportServer. Each group gets its raft.Transport
+// from Transport.
+//
+// A Mux is safe for concurrent use. Close it after the Raft groups using it
+// have shut down; the gRPC server it is registered on is the caller's to
+// stop.
+type Mux struct {
+	ringkvv1.UnimplementedRaftTransportServer
+
+	cfg MuxConfig
+	// cfgErr is cfg.Validate(), returned by Transport.
+	cfgErr error
+	// dialOpts are the options every peer connection is created with.
+	dialOpts []grpc.DialOption
+
+	// groups maps a group ID to its open transport. It is read on every
+	// incoming RPC and rebuilt under mu, then swapped, when a group comes or
+	// goes.
+	groups atomic.Pointer[map[uint64]*GroupTransport]
+	// peers maps a peer address to its connection. It is read on every
+	// outgoing RPC and rebuilt under mu, then swapped, when a peer is dialed.
+	peers atomic.Pointer[map[raft.ServerAddress]*muxPeer]
+
+	mu struct {
+		sync.Mutex
+		// closed is set by Close; no group or peer is added after it.
+		closed bool
+	}
+
+	stats muxCounters
+}
+
+// muxPeer is the pooled connection to one peer node, shared by every group.
+type muxPeer struct {
+	conn   *grpc.ClientConn
+	client ringkvv1.RaftTransportClient
+}
+
+// muxCounters are the cumulative counters behind MuxStats.
+type muxCounters struct {
+	pipelineRequests  atomic.Uint64
+	pipelineEntries   atomic.Uint64
+	snapshotsSent     atomic.Uint64
+	snapshotsReceived atomic.Uint64
+}
+
+// MuxStats is a point-in-time view of a Mux.
+type MuxStats struct {
+	// Groups is the number of groups with an open transport.
+	Groups int
+	// PeerConns is the number of pooled peer connections (one per peer
+	// address ever called).
+	PeerConns int
+	// PipelineRequests and PipelineEntries count the AppendEntries requests,
+	// and the log entries in them, sent on pipelines.
+	PipelineRequests uint64
+	PipelineEntries  uint64
+	// SnapshotsSent and SnapshotsReceived count InstallSnapshot streams
+	// started by this node and handed to a local group.
+	SnapshotsSent     uint64
+	SnapshotsReceived uint64
+}
+
+// NewMux returns a Mux configured by cfg. A cfg that fails Validate does not
+// stop NewMux; the error is returned by every call of Transport.
+func NewMux(cfg MuxConfig) *Mux {
+	m := &Mux{cfg: cfg.withDefaults(), cfgErr: cfg.Validate()}
+	m.dialOpts = append([]grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff: backoff.Config{
+				BaseDelay:  100 * time.Millisecond,
+				Multiplier: 1.6,
+				Jitter:     0.2,
+				MaxDelay:   2 * time.Second,
+			},
+			MinConnectTimeout: m.cfg.RPCTimeout,
+		}),
+	}, cfg.DialOptions...)
+	groups := map[uint64]*GroupTransport{}
+	m.groups.Store(&groups)
+	peers := map[raft.ServerAddress]*muxPeer{}
+	m.peers.Store(&peers)
+	return m
+}
+
+// Transport registers group on the Mux and returns its raft.Transport. It
+// fails with ErrDuplicateTransport while another transport of group is open,
+// and with raft.ErrTransportShutdown after Close. Closing the returned
+// transport (raft.Raft.Shutdown does) unregisters the group.
+func (m *Mux) Transport(group uint64) (*GroupTransport, error) {
+	if m.cfgErr != nil {
+		return nil, m.cfgErr
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.mu.closed {
+		return nil, fmt.Errorf("replication: raft group %d: %w", group, raft.ErrTransportShutdown)
+	}
+	old := *m.groups.Load()
+	if _, ok := old[group]; ok {
+		return nil, fmt.Errorf("%w: group %d", ErrDuplicateTransport, group)
+	}
+	t := newGroupTransport(m, group)
+	groups := make(map[uint64]*GroupTransport, len(old)+1)
+	for id, g := range old {
+		groups[id] = g
+	}
+	groups[group] = t
+	m.groups.Store(&groups)
+	return t, nil
+}
+
+// unregister removes t from the group table if it is still there.
+func (m *Mux) unregister(t *GroupTransport) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	old := *m.groups.Load()
+	if old[t.group] != t {
+		return
+	}
+	groups := make(map[uint64]*GroupTransport, len(old))
+	for id, g := range old {
+		if id != t.group {
+			groups[id] = g
+		}
+	}
+	m.groups.Store(&groups)
+}
+
+// group returns the open transport of the group id.
+func (m *Mux) group(id uint64) (*GroupTransport, error) {
+	if t, ok := (*m.groups.Load())[id]; ok {
+		return t, nil
+	}
+	return nil, fmt.Errorf("%w %d", errUnknownGroup, id)
+}
+
+// peer returns the pooled connection to addr, creating it on first use.
+// Creating a connection does not dial; gRPC connects on the first call.
+func (m *Mux) peer(addr raft.ServerAddress) (*muxPeer, error) {
+	if p, ok := (*m.peers.Load())[addr]; ok {
+		return p, nil
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.mu.closed {
+		return nil, raft.ErrTransportShutdown
+	}
+	old := *m.peers.Load()
+	if p, ok := old[addr]; ok {
+		return p, nil
+	}
+	// passthrough hands addr to the dialer as is, as raft.NetworkTransport
+	// does: no resolver, no balancing, exactly one connection.
+	conn, err := grpc.NewClient("passthrough:///"+string(addr), m.dialOpts...)
+	if err != nil {
+		return nil, fmt.Errorf("connecting to %s: %w", addr, err)
+	}
+	p := &muxPeer{conn: conn, client: ringkvv1.NewRaftTransportClient(conn)}
+	peers := make(map[raft.ServerAddress]*muxPeer, len(old)+1)
+	for a, q := range old {
+		peers[a] = q
+	}
+	peers[addr] = p
+	m.peers.Store(&peers)
+	return p, nil
+}
+
+// Stats returns the Mux's current counters.
+func (m *Mux) Stats() MuxStats {
+	return MuxStats{
+		Groups:            len(*m.groups.Load()),
+		PeerConns:         len(*m.peers.Load()),
+		PipelineRequests:  m.stats.pipelineRequests.Load(),
+		PipelineEntries:   m.stats.pipelineEntries.Load(),
+		SnapshotsSent:     m.stats.snapshotsSent.Load(),
+		SnapshotsReceived: m.stats.snapshotsReceived.Load(),
+	}
+}
+
+// Close closes every open group transport and every peer connection. Calls
+// made afterwards fail with raft.ErrTransportShutdown, and incoming RPCs with
+// codes.InvalidArgument (no group is registered). Close is idempotent.
+func (m *Mux) Close() error {
+	m.mu.Lock()
+	if m.mu.closed {
+		m.mu.Unlock()
+		return nil
+	}
+	m.mu.closed = true
+	groups := *m.groups.Load()
+	peers := *m.peers.Load()
+	m.mu.Unlock()
+
+	for _, t := range groups {
+		t.Close() // unregisters t, taking mu
+	}
+	var errs []error
+	for addr, p := range peers {
+		if err := p.conn.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("closing connection to %s: %w", addr, err))
+		}
+	}
+	empty := map[raft.ServerAddress]*muxPeer{}
+	m.peers.Store(&empty)
+	return errors.Join(errs...)
+}

@@ -1,0 +1,118 @@
+package rpc
+
+import (
+	"context"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
+
+	ringkvv1 "github.com/ringkv/ringkv/proto/ringkv/v1"
+	"github.com/ringkv/ringkv/router"
+	"github.com/ringkv/ringkv/shard"
+)
+
+// Store is what the KV service serves from; *router.Router implements it.
+type Store interface {
+	Get(ctx context.Context, key []byte, forwarded bool) (router.GetResult, error)
+	Put(ctx context.Context, key, value []byte, req shard.RequestID, forwarded bool) (router.WriteResult, error)
+	Delete(ctx context.Context, key []byte, req shard.RequestID, forwarded bool) (router.WriteResult, error)
+}
+
+// KVServer implements the public KV service.
+type KVServer struct {
+	ringkvv1.UnimplementedKVServer
+	store  Store
+	limits Limits
+}
+
+// NewKVServer returns a KV service backed by store.
+func NewKVServer(store Store, limits Limits) *KVServer {
+	return &KVServer{store: store, limits: limits.WithDefaults()}
+}
+
+// Get implements ringkvv1.KVServer.
+func (s *KVServer) Get(ctx context.Context, req *ringkvv1.GetRequest) (*ringkvv1.GetResponse, error) {
+	if err := s.limits.checkKey(req.GetKey()); err != nil {
+		return nil, err
+	}
+	res, err := s.store.Get(ctx, req.GetKey(), isForwarded(ctx))
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	setLeader(ctx, res.Leader)
+	return &ringkvv1.GetResponse{
+		Value:         res.Value.Data,
+		Version:       res.Value.Version,
+		CreateVersion: res.Value.CreateVersion,
+	}, nil
+}
+
+// Put implements ringkvv1.KVServer.
+func (s *KVServer) Put(ctx context.Context, req *ringkvv1.PutRequest) (*ringkvv1.PutResponse, error) {
+	if err := s.limits.checkKey(req.GetKey()); err != nil {
+		return nil, err
+	}
+	if err := s.limits.checkValue(req.GetValue()); err != nil {
+		return nil, err
+	}
+	rid, err := requestID(req.GetRequestId())
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.store.Put(ctx, req.GetKey(), req.GetValue(), rid, isForwarded(ctx))
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	setLeader(ctx, res.Leader)
+	return &ringkvv1.PutResponse{Version: res.Version}, nil
+}
+
+// Delete implements ringkvv1.KVServer.
+func (s *KVServer) Delete(ctx context.Context, req *ringkvv1.DeleteRequest) (*ringkvv1.DeleteResponse, error) {
+	if err := s.limits.checkKey(req.GetKey()); err != nil {
+		return nil, err
+	}
+	rid, err := requestID(req.GetRequestId())
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.store.Delete(ctx, req.GetKey(), rid, isForwarded(ctx))
+	if err != nil {
+		return nil, s.fail(ctx, err)
+	}
+	setLeader(ctx, res.Leader)
+	return &ringkvv1.DeleteResponse{Deleted: res.Existed, Version: res.Version}, nil
+}
+
+// fail converts err and, when it names a shard leader, passes the hint to
+// the caller in the response header.
+func (s *KVServer) fail(ctx context.Context, err error) error {
+	if hint := leaderHint(err); hint != "" {
+		setLeader(ctx, hint)
+	}
+	return toStatus(err)
+}
+
+func requestID(r *ringkvv1.RequestID) (shard.RequestID, error) {
+	if r == nil {
+		return shard.RequestID{}, nil
+	}
+	if err := checkClientID(r.GetClientId()); err != nil {
+		return shard.RequestID{}, err
+	}
+	return shard.RequestID{ClientID: r.GetClientId(), Seq: r.GetSeq(), AckedBelow: r.GetAckedBelow()}, nil
+}
+
+func isForwarded(ctx context.Context) bool {
+	md, ok := metadata.FromIncomingContext(ctx)
+	return ok && len(md.Get(ringkvv1.MetadataForwarded)) > 0
+}
+
+func setLeader(ctx context.Context, leader string) {
+	if leader == "" {
+		return
+	}
+	// SetHeader fails only if headers were already sent, which cannot happen
+	// before a unary handler returns.
+	_ = grpc.SetHeader(ctx, metadata.Pairs(ringkvv1.MetadataLeader, leader))
+}

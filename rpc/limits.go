@@ -1,0 +1,63 @@
+package rpc
+
+import (
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// Limits bounds the size of client input.
+type Limits struct {
+	// MaxKeySize is the largest key in bytes. Default 4096.
+	MaxKeySize int
+	// MaxValueSize is the largest value in bytes. Default 1 MiB.
+	MaxValueSize int
+}
+
+// Default limits.
+const (
+	DefaultMaxKeySize   = 4 << 10
+	DefaultMaxValueSize = 1 << 20
+	// maxClientIDSize bounds RequestID.client_id.
+	maxClientIDSize = 64
+)
+
+// WithDefaults returns l with zero fields set to their defaults.
+func (l Limits) WithDefaults() Limits {
+	if l.MaxKeySize == 0 {
+		l.MaxKeySize = DefaultMaxKeySize
+	}
+	if l.MaxValueSize == 0 {
+		l.MaxValueSize = DefaultMaxValueSize
+	}
+	return l
+}
+
+func (l Limits) checkKey(key []byte) error {
+	switch {
+	case len(key) == 0:
+		return status.Error(codes.InvalidArgument, "key is empty")
+	case len(key) > l.MaxKeySize:
+		return status.Errorf(codes.InvalidArgument, "key is %d bytes; the limit is %d bytes", len(key), l.MaxKeySize)
+	}
+	return nil
+}
+
+func (l Limits) checkValue(v []byte) error {
+	if len(v) > l.MaxValueSize {
+		return status.Errorf(codes.InvalidArgument, "value is %d bytes; the limit is %d bytes", len(v), l.MaxValueSize)
+	}
+	return nil
+}
+
+func checkClientID(id []byte) error {
+	if len(id) > maxClientIDSize {
+		return status.Errorf(codes.InvalidArgument, "request_id.client_id is %d bytes; the limit is %d bytes", len(id), maxClientIDSize)
+	}
+	return nil
+}
+
+// MaxMessageSize returns the gRPC message size a server with these limits
+// must accept: the largest key and value plus room for the envelope.
+func (l Limits) MaxMessageSize() int {
+	return l.MaxKeySize + l.MaxValueSize + 64<<10
+}
