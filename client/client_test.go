@@ -681,5 +681,3 @@ func TestConcurrentUse(t *testing.T) {
 		seen[id.GetSeq()] = true
 	}
 }
-
-var _ ringkvv1.KVServer = (*fakeNode)(nil)

@@ -57,6 +57,11 @@ type fakeResult struct {
 	deleted bool
 }
 
+var (
+	_ ringkvv1.KVServer      = (*fakeNode)(nil)
+	_ ringkvv1.ClusterServer = (*fakeNode)(nil)
+)
+
 type fakeNode struct {
 	ringkvv1.UnimplementedKVServer
 	ringkvv1.UnimplementedClusterServer

@@ -172,8 +172,9 @@ func (c *transportRaftCluster) stop(i int, group uint64) {
 	c.rafts[group][i] = nil
 }
 
-// leader waits until the running members of group agree on a leader other
-// than node not (-1 for any) and returns its node.
+// leader waits until the running members of group (those with a
+// configuration) agree on a leader other than node not (-1 for any) and
+// returns its node.
 func (c *transportRaftCluster) leader(group uint64, not int) int {
 	c.t.Helper()
 	found := -1
@@ -185,6 +186,9 @@ func (c *transportRaftCluster) leader(group uint64, not int) int {
 				continue
 			}
 			a, _ := r.LeaderWithID()
+			if a == "" && !transportHasConfiguration(r) {
+				continue // not a member yet
+			}
 			if a == "" || (addr != "" && a != addr) {
 				return fmt.Errorf("node %d sees leader %q, another %q", i, a, addr)
 			}
@@ -199,6 +203,11 @@ func (c *transportRaftCluster) leader(group uint64, not int) int {
 		return nil
 	})
 	return found
+}
+
+func transportHasConfiguration(r *raft.Raft) bool {
+	f := r.GetConfiguration()
+	return f.Error() != nil || len(f.Configuration().Servers) > 0
 }
 
 // apply applies the commands to their groups, all at once so that they
@@ -388,23 +397,23 @@ func TestTransportRaftSnapshotInstall(t *testing.T) {
 	c.start(0, group)
 	c.start(1, group)
 	c.bootstrap(group, 0, 1)
-	leader := c.leader(group, -1)
 
 	cmds := transportCommands(group, 0, 200, 100) // a snapshot of ~20 KiB, ~20 chunks
 	c.apply(map[uint64][]string{group: cmds})
-	leader = c.leader(group, -1)
-	if err := c.rafts[group][leader].Snapshot().Error(); err != nil {
-		t.Fatalf("Snapshot: %v", err)
+	c.converge(group, cmds)
+	// Snapshot and compact both members, so that whichever leads has lost
+	// the log's beginning.
+	for i := range 2 {
+		if err := c.rafts[group][i].Snapshot().Error(); err != nil {
+			t.Fatalf("node %d: Snapshot: %v", i, err)
+		}
 	}
 
-	// The fresh member sees no leader until it is added, so find the leader
-	// first.
-	leader = c.leader(group, -1)
 	c.start(2, group)
-	err := c.rafts[group][leader].AddVoter(transportNodeID(2), raft.ServerAddress(c.nodes[2].addr), 0, transportRaftWait).Error()
-	if err != nil {
-		t.Fatalf("AddVoter: %v", err)
-	}
+	transportEventually(t, transportRaftWait, "AddVoter", func() error {
+		r := c.rafts[group][c.leader(group, -1)]
+		return r.AddVoter(transportNodeID(2), raft.ServerAddress(c.nodes[2].addr), 0, transportRaftWait).Error()
+	})
 	restores := c.converge(group, cmds)
 	if restores[2] == 0 {
 		t.Errorf("the new member caught up without restoring a snapshot")

@@ -53,6 +53,9 @@ func rpcStatus(err error) error {
 // if one is set, anything else to Consumer. It gives up when ctx ends or the
 // transport closes.
 func (t *GroupTransport) enqueue(ctx context.Context, rpc raft.RPC, heartbeat bool) error {
+	if t.isClosed() { // the select below would pick at random
+		return t.closedError()
+	}
 	if heartbeat {
 		if fn := t.heartbeatFn.Load(); fn != nil {
 			(*fn)(rpc)

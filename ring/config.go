@@ -4,14 +4,17 @@ import "fmt"
 
 const (
 	// DefaultReplicas is the replication factor R used when
-	// Config.Replicas is zero: three replicas survive one failed node with a
-	// Raft majority to spare.
+	// Config.Replicas is zero: three replicas keep a Raft majority through
+	// one failed node.
 	DefaultReplicas = 3
 
 	// DefaultVirtualNodes is the number of vnodes per member used when
 	// Config.VirtualNodes is zero. Vnodes only shape the preference lists
-	// that break ties, so the count matters little for balance; 128 makes
-	// every member about equally likely to rank first for a shard.
+	// that break ties, so balance does not depend on them. 128 makes every
+	// member about equally likely to rank first for a shard, and makes
+	// preference lists close to independent between shards, which spreads
+	// a node's shards over many co-replicas and so keeps removals local
+	// (see the package documentation).
 	DefaultVirtualNodes = 128
 
 	// MaxShards bounds the shard count Place accepts. Place keeps a rank per

@@ -52,8 +52,9 @@ func placeWith(prev Placement, members []string, shards int, fill func(*planner)
 // checks that the failures are real (plainFill is not trivially right), so
 // that this test would notice if its scenario stopped exercising them.
 func TestFillKeepsRemovalsLocal(t *testing.T) {
+	t.Parallel()
 	totalPlainBad := 0
-	for _, tc := range []struct{ shards, seeds int }{{64, 20}, {256, 6}} {
+	for _, tc := range []struct{ shards, seeds int }{{64, 12}, {256, 6}} {
 		shards := tc.shards
 		var trials, plainBad, augmented int
 		var example string
@@ -107,13 +108,13 @@ func TestFillKeepsRemovalsLocal(t *testing.T) {
 // TestFillBalancesWheneverPossible checks fill's central claim against the
 // max-flow oracle balancedFillExists: after nodes leave, fill alone leaves
 // the loads balanced exactly when some assignment of the vacancies to
-// staying nodes does. When none does, moves between staying nodes are the
-// price of balance, and Place must still balance. Tiny vnode and shard
-// counts make such cases common enough to meet; the test requires meeting
-// some, so that it keeps testing both branches.
+// staying nodes does. Small vnode and shard counts make the placements
+// lumpier and the question closer. TestRemovalWithoutLocalBalance covers
+// the oracle's negative answer.
 func TestFillBalancesWheneverPossible(t *testing.T) {
+	t.Parallel()
 	var removals, infeasible int
-	for seed := uint64(1); seed <= 60; seed++ {
+	for seed := uint64(1); seed <= 25; seed++ {
 		rng := rand.New(rand.NewPCG(seed, 11))
 		shards := []int{5, 16, 64}[rng.IntN(3)]
 		cfg := Config{Replicas: 2 + rng.IntN(3), VirtualNodes: []int{1, 2, 128}[rng.IntN(3)]}
@@ -147,13 +148,7 @@ func TestFillBalancesWheneverPossible(t *testing.T) {
 			}
 			if leave {
 				removals++
-				r, _ := New(next, cfg.VirtualNodes)
-				p := newPlanner(r, shards, min(cfg.Replicas, len(next)))
-				p.keep(prev)
-				p.trim()
-				feasible := balancedFillExists(p)
-				p.fill()
-				balanced := checkBalanced(p.placement(), next) == nil
+				feasible, balanced := fillOnly(prev, next, shards, cfg)
 				if feasible != balanced {
 					t.Errorf("seed %d, step %d, %d shards, %+v, %q -> %q: a balanced fill exists: %v; fill balanced: %v",
 						seed, step, shards, cfg, members, next, feasible, balanced)
@@ -165,8 +160,62 @@ func TestFillBalancesWheneverPossible(t *testing.T) {
 			members, prev = next, got
 		}
 	}
-	t.Logf("%d removals (1 or more nodes), %d of them with no balanced fill", removals, infeasible)
-	if infeasible == 0 {
-		t.Errorf("no removal without a balanced fill; want some, so the oracle's negative branch is exercised")
+	t.Logf("%d removals (1 or 2 nodes), %d of them with no balanced fill", removals, infeasible)
+}
+
+// fillOnly runs Place's steps up to fill and reports whether the oracle
+// says a balanced fill exists, and whether fill's result is balanced.
+func fillOnly(prev Placement, members []string, shards int, cfg Config) (feasible, balanced bool) {
+	cfg = cfg.withDefaults()
+	r, err := New(members, cfg.VirtualNodes)
+	if err != nil {
+		panic(err)
+	}
+	p := newPlanner(r, shards, min(cfg.Replicas, len(members)))
+	p.keep(prev)
+	p.trim()
+	feasible = balancedFillExists(p)
+	p.fill()
+	return feasible, checkBalanced(p.placement(), members) == nil
+}
+
+// TestRemovalWithoutLocalBalance is the smallest kind of case where the
+// removal property cannot hold together with balance: d shares every shard
+// with a, so when d leaves, a already holds every vacated shard and cannot
+// grow; b and c take all of d's replicas and end two above a. Place keeps
+// the balance by moving one more replica, from b or c to a. Random
+// membership changes from Place's own placements rarely come to this (see
+// the package documentation for the measured rate), but Place must handle it.
+func TestRemovalWithoutLocalBalance(t *testing.T) {
+	prev := Placement{Shards: [][]string{
+		{"a", "d"}, {"a", "d"}, {"a", "d"}, {"a", "d"},
+		{"b", "c"}, {"b", "c"}, {"b", "c"}, {"b", "c"},
+	}}
+	cfg := Config{Replicas: 2}
+	stay := []string{"a", "b", "c"}
+	feasible, balanced := fillOnly(prev, stay, 8, cfg)
+	if feasible || balanced {
+		t.Fatalf("balanced fill exists: %v, fill balanced: %v; want false, false", feasible, balanced)
+	}
+	next, err := Place(prev, stay, 8, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := checkBalanced(next, stay); err != nil {
+		t.Error(err)
+	}
+	if err := checkMoves(prev, next, nil, []string{"d"}); err == nil {
+		t.Errorf("checkMoves found no move between staying nodes in %v; want one", next)
+	}
+	var fromD, other int
+	for _, m := range Diff(prev, next) {
+		if m.From == "d" {
+			fromD++
+		} else {
+			other++
+		}
+	}
+	if fromD != 4 || other != 1 {
+		t.Errorf("%v -> %v: %d moves off d and %d others; want 4 and 1", prev, next, fromD, other)
 	}
 }

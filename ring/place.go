@@ -11,10 +11,12 @@ import (
 // documentation for the algorithm and the properties it guarantees; in
 // short, the result is deterministic, gives every shard
 // min(cfg.Replicas, len(members)) distinct member replicas, spreads the
-// replicas so that node loads differ by at most one, and moves as few of
-// prev's replicas as that allows.
+// replicas so that node loads differ by at most one, and moves replicas
+// only onto added nodes and off removed ones, whenever balance allows.
 //
-// prev is not modified, and the result shares no memory with it. Errors:
+// prev is not modified, and the result shares no memory with it. Place
+// needs about 13 bytes per (shard, member) pair while it runs: 8 MB for
+// 65536 shards on 10 nodes. Errors:
 // ErrInvalidConfig, ErrInvalidShardCount (shards not in 1..MaxShards),
 // ErrNoMembers, ErrInvalidMember (empty or duplicate ID) and
 // ErrInvalidPlacement (prev has another shard count, or a replica list with

@@ -60,6 +60,7 @@ func TestConfigDefaults(t *testing.T) {
 // shape and the floor/ceil balance, plus the stated 1.25 bound for the
 // default 64 shards on 3 to 10 nodes.
 func TestPlaceFreshBalanced(t *testing.T) {
+	t.Parallel()
 	for _, shards := range []int{1, 7, 64, 256, 1024} {
 		for _, n := range []int{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 16, 32, 100} {
 			members := nodeNames(n)
@@ -241,4 +242,41 @@ func contains(set []string, id string) bool {
 		}
 	}
 	return false
+}
+
+// TestPlaceGolden pins the output of the whole algorithm on a small case.
+// Every node must compute the same placement, so a change here is a change
+// of the cluster protocol: update the golden values only on purpose.
+func TestPlaceGolden(t *testing.T) {
+	r, err := New([]string{"d", "c", "b", "a"}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for s, want := range [][]string{{"c", "b", "a", "d"}, {"b", "d", "a", "c"}, {"d", "c", "a", "b"}, {"d", "c", "b", "a"}} {
+		if got := r.Preference(uint32(s)); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("Preference(%d) = %q; want %q", s, got, want)
+		}
+	}
+	p, err := Place(Placement{}, []string{"a", "b", "c", "d"}, 8, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Placement{Shards: [][]string{
+		{"c", "b", "a"}, {"b", "d", "a"}, {"d", "c", "a"}, {"d", "c", "b"},
+		{"b", "c", "a"}, {"d", "a", "b"}, {"d", "a", "c"}, {"c", "b", "d"},
+	}}
+	if !p.Equal(want) {
+		t.Errorf("fresh placement = %q; want %q", p.Shards, want.Shards)
+	}
+	q, err := Place(p, []string{"a", "b", "c", "d", "e"}, 8, Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = Placement{Shards: [][]string{
+		{"c", "a", "e"}, {"b", "a", "e"}, {"d", "a", "e"}, {"d", "c", "b"},
+		{"b", "c", "e"}, {"d", "a", "b"}, {"d", "a", "c"}, {"c", "b", "d"},
+	}}
+	if !q.Equal(want) {
+		t.Errorf("after adding e = %q; want %q", q.Shards, want.Shards)
+	}
 }

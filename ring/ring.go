@@ -10,8 +10,9 @@ import (
 // ranks the members for each shard by walking clockwise from the shard's
 // point. It is immutable once built and safe for concurrent use.
 //
-// The ranks are not the placement (see Place for why): they are the
-// tie-breaker Place uses to choose among equally good placements.
+// The ranks are not the placement (the package documentation says why):
+// they are the tie-breaker Place uses to choose among equally good
+// placements.
 type Ring struct {
 	members []string // sorted; a member's index here is its identity below
 	vnodes  int

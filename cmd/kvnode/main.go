@@ -43,6 +43,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		cfg            node.Config
 		initialCluster string
 		logLevel       string
+		debugAddr      string
 		timing         = replication.DefaultTiming()
 	)
 	fs.StringVar(&cfg.ID, "id", "", "this node's unique ID (required)")
@@ -59,6 +60,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.DurationVar(&timing.LeaderLeaseTimeout, "leader-lease-timeout", timing.LeaderLeaseTimeout, "Raft leader lease timeout of every group")
 	fs.DurationVar(&timing.CommitTimeout, "commit-timeout", timing.CommitTimeout, "Raft commit timeout of every group")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&debugAddr, "debug-addr", "", "host:port for Go's pprof profiles under /debug/pprof/ (off when empty)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -77,6 +79,13 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	cfg.InitialCluster = peers
 
+	if debugAddr != "" {
+		stopDebug, err := serveDebug(debugAddr, cfg.Logger)
+		if err != nil {
+			return err
+		}
+		defer stopDebug()
+	}
 	n, err := node.Start(cfg)
 	if err != nil {
 		return err
