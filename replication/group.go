@@ -29,13 +29,14 @@ type Timing struct {
 }
 
 // DefaultTiming returns the timers ringkv uses for every group unless told
-// otherwise: a failed leader is replaced in about 1-2 s.
+// otherwise: a failed leader is replaced in about 2-5 s, and an idle group
+// costs a heartbeat per follower every 200 ms.
 func DefaultTiming() Timing {
 	return Timing{
-		HeartbeatTimeout:   1000 * time.Millisecond,
-		ElectionTimeout:    1000 * time.Millisecond,
-		LeaderLeaseTimeout: 500 * time.Millisecond,
-		CommitTimeout:      250 * time.Millisecond,
+		HeartbeatTimeout:   2 * time.Second,
+		ElectionTimeout:    2 * time.Second,
+		LeaderLeaseTimeout: time.Second,
+		CommitTimeout:      500 * time.Millisecond,
 	}
 }
 

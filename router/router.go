@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ringkv/ringkv/cluster"
@@ -96,11 +97,24 @@ type Router struct {
 	local Replicas
 	fwd   Forwarder
 
+	forwarded atomic.Uint64 // requests sent on to another node
+
 	mu struct {
 		sync.Mutex
 		leaders map[shard.ID]string // last leader seen per shard
 	}
 }
+
+// Stats counts what a Router has done since it started.
+type Stats struct {
+	// Forwarded counts requests this node sent on to another node because
+	// it did not lead the key's shard. A client that routes by the shard
+	// map keeps it near zero.
+	Forwarded uint64
+}
+
+// Stats returns the router's counters.
+func (r *Router) Stats() Stats { return Stats{Forwarded: r.forwarded.Load()} }
 
 // New returns a Router.
 func New(cfg Config, meta MapSource, local Replicas, fwd Forwarder) *Router {
@@ -271,6 +285,7 @@ func (r *Router) route(ctx context.Context, key []byte, forwarded bool,
 		if !ok {
 			continue
 		}
+		r.forwarded.Add(1)
 		leader, err := remote(m.Addr)
 		if err == nil {
 			r.noteLeader(sid, leader)
