@@ -13,11 +13,13 @@ all: build
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
 
-## test: vet, then every unit and integration test, with the race detector on
-## the packages that run concurrent code.
+## test: vet, then every unit and integration test with the race detector,
+## then the long tests (-short skips them under -race, where they would take
+## minutes on a 2-core machine) without it.
 test:
 	$(GO) vet ./...
-	$(GO) test -race -count=1 -timeout 8m ./...
+	$(GO) test -race -short -count=1 -timeout 8m ./...
+	$(GO) test -count=1 -timeout 5m -run 'Long' ./...
 
 ## run: a local 3-node cluster on 127.0.0.1:7001-7003; Ctrl-C stops it.
 run: build

@@ -35,6 +35,12 @@ type clusterOpts struct {
 	nodes            int
 	shards           int
 	unsafeLocalReads bool
+	// leaderBalance is the leader balancing interval; tests that pick a
+	// leader and act on it leave it 0, which disables balancing here.
+	leaderBalance time.Duration
+	// timing defaults to testTiming; clusters of many groups want slower
+	// timers so that elections settle on a loaded machine under -race.
+	timing replication.Timing
 }
 
 // testCluster is a cluster of in-process nodes on loopback, each with its
@@ -57,6 +63,9 @@ func startCluster(t *testing.T, opts clusterOpts) *testCluster {
 	}
 	if opts.shards == 0 {
 		opts.shards = 8
+	}
+	if opts.timing == (replication.Timing{}) {
+		opts.timing = testTiming
 	}
 	c := &testCluster{t: t, opts: opts, net: newFaultNet()}
 	base := t.TempDir()
@@ -111,11 +120,17 @@ func (c *testCluster) start(i int, l net.Listener) {
 		DataDir:          c.dirs[i],
 		InitialCluster:   c.peers,
 		Shards:           c.opts.shards,
-		Timing:           testTiming,
+		Timing:           c.opts.timing,
 		Logger:           slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		RaftLogOutput:    logOut,
 		DialOptions:      []grpc.DialOption{grpc.WithContextDialer(c.net.dialer(c.addrs[i]))},
 		UnsafeLocalReads: c.opts.unsafeLocalReads,
+		LeaderBalanceInterval: func() time.Duration {
+			if c.opts.leaderBalance == 0 {
+				return -1
+			}
+			return c.opts.leaderBalance
+		}(),
 	})
 	if err != nil {
 		c.t.Fatalf("start node %d: %v", i+1, err)
@@ -158,7 +173,9 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 // every shard has a leader that has applied its no-op.
 func (c *testCluster) waitReady() {
 	c.t.Helper()
-	waitFor(c.t, 30*time.Second, "cluster ready", func() bool {
+	start := time.Now()
+	defer func() { c.t.Logf("cluster of %d shards ready in %v", c.opts.shards, time.Since(start)) }()
+	waitFor(c.t, 60*time.Second, "cluster ready", func() bool {
 		for _, n := range c.nodes {
 			if n != nil && !n.Ready() {
 				return false
@@ -308,12 +325,17 @@ func TestRestartAllKeepsAcknowledgedWrites(t *testing.T) {
 	}
 }
 
-func TestKeysSpreadOverAllShards(t *testing.T) {
+func TestLongKeysSpreadOverAllShards(t *testing.T) {
 	if testing.Short() {
 		t.Skip("writes 10,000 keys")
 	}
 	const keys = 10000
-	c := startCluster(t, clusterOpts{shards: 64})
+	c := startCluster(t, clusterOpts{shards: 64, timing: replication.Timing{
+		HeartbeatTimeout:   time.Second,
+		ElectionTimeout:    time.Second,
+		LeaderLeaseTimeout: 500 * time.Millisecond,
+		CommitTimeout:      100 * time.Millisecond,
+	}})
 	var wg sync.WaitGroup
 	errs := make(chan error, 32)
 	for w := 0; w < 32; w++ {
@@ -466,5 +488,33 @@ func TestBadInputIsInvalidArgument(t *testing.T) {
 	// The node still serves after all that.
 	if err := c.put(0, "k", "v"); err != nil {
 		t.Fatalf("Put after bad input: %v", err)
+	}
+}
+
+// Leadership spreads over the nodes: each ends up leading about a third of
+// the shards, however the first elections went.
+func TestLeadershipBalances(t *testing.T) {
+	c := startCluster(t, clusterOpts{shards: 12, leaderBalance: 100 * time.Millisecond})
+	waitFor(t, 30*time.Second, "balanced leadership", func() bool {
+		leads := make([]int, len(c.nodes))
+		for s := 0; s < c.opts.shards; s++ {
+			i := c.leaderOf(shard.ID(s))
+			if i < 0 {
+				return false
+			}
+			leads[i]++
+		}
+		for _, l := range leads {
+			if l < 3 || l > 5 { // an even share is 4; PreferredLeaders is within one of it
+				return false
+			}
+		}
+		return true
+	})
+	// Writes keep working after the transfers.
+	for k := 0; k < 12; k++ {
+		if err := c.put(k%3, fmt.Sprintf("b-%d", k), "v"); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"sort"
 	"strings"
+	"time"
 
 	"google.golang.org/grpc"
 
@@ -54,6 +55,11 @@ type Config struct {
 	Timing replication.Timing
 	// SnapshotThreshold: see replication.Config. Default 8192.
 	SnapshotThreshold uint64
+	// LeaderBalanceInterval is how often the node hands the leadership of
+	// shards it leads to their preferred leaders (ring.PreferredLeaders), so
+	// that every node leads about as many shards as the others. Default
+	// 10s; negative disables it.
+	LeaderBalanceInterval time.Duration
 	// Logger receives the node's logs. Default slog.Default().
 	Logger *slog.Logger
 	// RaftLogOutput receives hashicorp/raft's warnings and errors. Default
@@ -89,6 +95,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.LeaderBalanceInterval == 0 {
+		c.LeaderBalanceInterval = 10 * time.Second
 	}
 	c.Limits = c.Limits.WithDefaults()
 }

@@ -125,6 +125,10 @@ func Start(cfg Config) (*Node, error) {
 	n.wg.Add(2)
 	go n.initializeCluster()
 	go n.reconcileLoop()
+	if cfg.LeaderBalanceInterval > 0 {
+		n.wg.Add(1)
+		go n.balanceLeadership()
+	}
 	n.logger.Info("node started", "listen", lis.Addr().String(), "advertise", cfg.AdvertiseAddr, "data_dir", cfg.DataDir)
 	return n, nil
 }

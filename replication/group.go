@@ -500,6 +500,16 @@ func (g *Group) TransferLeadership() error {
 	return nil
 }
 
+// TransferLeadershipTo asks raft to hand leadership to the voter id at addr.
+// It returns once the target has taken over, or with an error when it did
+// not within an election timeout.
+func (g *Group) TransferLeadershipTo(id, addr string) error {
+	if err := g.raft.LeadershipTransferToServer(raft.ServerID(id), raft.ServerAddress(addr)).Error(); err != nil {
+		return g.mapRaftErr("leadership transfer", err)
+	}
+	return nil
+}
+
 // Snapshot takes a snapshot now and compacts the log behind it.
 func (g *Group) Snapshot() error {
 	if err := g.raft.Snapshot().Error(); err != nil && !errors.Is(err, raft.ErrNothingNewToSnapshot) {

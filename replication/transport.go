@@ -139,6 +139,14 @@ var ErrDuplicateTransport = errors.New("replication: raft group already has a tr
 // A Mux is safe for concurrent use. Close it after the Raft groups using it
 // have shut down; the gRPC server it is registered on is the caller's to
 // stop.
+//
+// Two settings of that server bound the transport. Its MaxRecvMsgSize must
+// hold the largest AppendEntries batch (raft.Config.MaxAppendEntries times
+// the largest entry, plus framing), or replication of such a batch fails
+// with ResourceExhausted. And each group keeps up to two streams open to
+// every peer it replicates to (its pipeline and its heartbeats), so a
+// MaxConcurrentStreams below twice the number of groups, plus room for
+// calls, would stall Raft.
 type Mux struct {
 	ringkvv1.UnimplementedRaftTransportServer
 

@@ -2,6 +2,7 @@ package replication
 
 import (
 	"bytes"
+	"context"
 	"io"
 	"runtime"
 	"sync"
@@ -127,7 +128,23 @@ func BenchmarkAppendEntriesRoundTrip(b *testing.B) {
 			}
 		}
 	}
-	b.Run("heartbeat", unary(transportTestHeartbeat(a)))
+	b.Run("heartbeat", unary(transportTestHeartbeat(a))) // on the heartbeat stream
+	b.Run("heartbeat-unary", func(b *testing.B) {        // what a heartbeat would cost as a call
+		b.ReportAllocs()
+		p, err := a.mux.peer(target)
+		if err != nil {
+			b.Fatal(err)
+		}
+		hb := transportTestHeartbeat(a)
+		for b.Loop() {
+			ctx, cancel := context.WithTimeout(context.Background(), DefaultRPCTimeout)
+			_, err := p.client.AppendEntries(ctx, appendEntriesRequestToProto(1, hb))
+			cancel()
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
 	b.Run("64x256B", unary(transportBenchRequest(64, 256)))
 	b.Run("pipeline-64x256B", func(b *testing.B) {
 		b.ReportAllocs()

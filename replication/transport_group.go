@@ -1,7 +1,7 @@
 // This file holds GroupTransport, the raft.Transport of one group on a Mux:
 // its outgoing unary calls and its lifecycle. The incoming side is in
-// transport_server.go, pipelines in transport_pipeline.go and snapshots in
-// transport_snapshot.go.
+// transport_server.go, heartbeats in transport_heartbeat.go, pipelines in
+// transport_pipeline.go and snapshots in transport_snapshot.go.
 
 package replication
 
@@ -45,6 +45,8 @@ type GroupTransport struct {
 		sync.Mutex
 		// closed is set by Close; no pipeline starts after it.
 		closed bool
+		// heartbeats holds the heartbeat stream to each peer called.
+		heartbeats map[raft.ServerAddress]*heartbeatStream
 	}
 	// pipelines counts the running pipeline receive loops; Close waits for
 	// them. Add only under mu while not closed.
@@ -118,9 +120,14 @@ func (t *GroupTransport) Close() error {
 // isClosed reports whether Close has been called.
 func (t *GroupTransport) isClosed() bool { return t.life.Err() != nil }
 
-// AppendEntries implements raft.Transport.
+// AppendEntries implements raft.Transport. Heartbeats travel on a stream
+// kept open to each peer (transport_heartbeat.go), everything else in a
+// call of its own.
 func (t *GroupTransport) AppendEntries(_ raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
 	const op = "AppendEntries"
+	if isHeartbeat(args) {
+		return t.heartbeat(target, args, resp)
+	}
 	p, err := t.peer(op, target)
 	if err != nil {
 		return err

@@ -19,6 +19,11 @@ type transportTestNode struct {
 	addr string
 	// accepted counts the TCP connections the node's server accepted.
 	accepted *atomic.Int64
+	// pipelineStreams counts the AppendEntriesPipeline streams opened to
+	// the node (pipelines and heartbeat streams).
+	pipelineStreams *atomic.Int64
+	// activePipelines counts the AppendEntriesPipeline handlers running.
+	activePipelines *atomic.Int64
 }
 
 // newTransportTestNode starts a node configured by cfg (LocalAddr is set
@@ -32,7 +37,16 @@ func newTransportTestNode(t testing.TB, cfg MuxConfig) *transportTestNode {
 	counting := &transportCountingListener{Listener: lis, accepted: new(atomic.Int64)}
 	cfg.LocalAddr = lis.Addr().String()
 	mux := NewMux(cfg)
-	srv := grpc.NewServer(grpc.WaitForHandlers(true))
+	pipelineStreams, activePipelines := new(atomic.Int64), new(atomic.Int64)
+	srv := grpc.NewServer(grpc.WaitForHandlers(true),
+		grpc.StreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+			if info.FullMethod == ringkvv1.RaftTransport_AppendEntriesPipeline_FullMethodName {
+				pipelineStreams.Add(1)
+				activePipelines.Add(1)
+				defer activePipelines.Add(-1)
+			}
+			return handler(srv, ss)
+		}))
 	ringkvv1.RegisterRaftTransportServer(srv, mux)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(counting) }()
@@ -45,7 +59,8 @@ func newTransportTestNode(t testing.TB, cfg MuxConfig) *transportTestNode {
 			t.Errorf("Serve: %v", err)
 		}
 	})
-	return &transportTestNode{mux: mux, addr: cfg.LocalAddr, accepted: counting.accepted}
+	return &transportTestNode{mux: mux, addr: cfg.LocalAddr, accepted: counting.accepted,
+		pipelineStreams: pipelineStreams, activePipelines: activePipelines}
 }
 
 // transport registers group on n and closes the transport when the test

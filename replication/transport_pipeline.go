@@ -150,6 +150,12 @@ func (p *pipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raft.App
 	p.sendTimer.Reset(p.t.mux.cfg.RPCTimeout)
 	err := p.stream.Send(appendEntriesRequestToProto(p.t.group, args))
 	p.sendTimer.Stop()
+	if errors.Is(err, io.EOF) {
+		// The server ended the stream; the receive loop learns why from
+		// RecvMsg and records that as the failure.
+		return nil, fmt.Errorf("%w: %w", raft.ErrPipelineShutdown,
+			p.t.callError("AppendEntriesPipeline", p.target, io.ErrUnexpectedEOF))
+	}
 	if err != nil {
 		return nil, p.fail(err)
 	}
@@ -255,26 +261,49 @@ func (p *pipeline) receive() {
 }
 
 // AppendEntriesPipeline implements ringkvv1.RaftTransportServer. It serves
-// one group's pipeline: each request is handed to Raft, and answered, in
-// order before the next is read, as raft.NetworkTransport serves a
-// connection; requests already sent wait in the stream meanwhile.
+// one group's pipeline, or its heartbeats: each request is handed to Raft,
+// and answered, in order before the next is taken, as raft.NetworkTransport
+// serves a connection; requests already sent wait in the stream meanwhile.
+//
+// After the first request, requests are read on a goroutine of their own so
+// that the handler also watches its group: a stream can stay idle for long
+// (the heartbeat stream of a leader that stepped down), and must not hold on
+// to a closed group, nor delay the server's GracefulStop, until its next
+// request. The goroutine ends when the handler returns: gRPC then cancels
+// the stream, which interrupts its Recv.
 func (m *Mux) AppendEntriesPipeline(stream grpc.BidiStreamingServer[ringkvv1.AppendEntriesRequest, ringkvv1.AppendEntriesResponse]) error {
 	ctx := stream.Context()
-	var t *GroupTransport
-	for {
-		in, err := stream.Recv()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		switch {
-		case t == nil:
-			if t, err = m.group(in.Group); err != nil {
-				return rpcStatus(err)
+	in, err := stream.Recv()
+	if err == io.EOF {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	t, err := m.group(in.Group)
+	if err != nil {
+		return rpcStatus(err)
+	}
+
+	requests := make(chan *ringkvv1.AppendEntriesRequest)
+	recvErr := make(chan error, 1)
+	go func() {
+		for {
+			in, err := stream.Recv()
+			if err != nil {
+				recvErr <- err
+				return
 			}
-		case in.Group != t.group:
+			select {
+			case requests <- in:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+
+	for {
+		if in.Group != t.group {
 			return rpcStatus(fmt.Errorf("%w: pipeline of raft group %d carried a request of group %d", errMalformedStream, t.group, in.Group))
 		}
 		out, err := t.serveAppendEntries(ctx, in)
@@ -283,6 +312,16 @@ func (m *Mux) AppendEntriesPipeline(stream grpc.BidiStreamingServer[ringkvv1.App
 		}
 		if err := stream.Send(out); err != nil {
 			return err
+		}
+		select {
+		case in = <-requests:
+		case err := <-recvErr:
+			if err == io.EOF {
+				return nil
+			}
+			return err
+		case <-t.life.Done():
+			return rpcStatus(t.closedError())
 		}
 	}
 }

@@ -40,13 +40,7 @@ func (t *GroupTransport) InstallSnapshot(_ raft.ServerID, target raft.ServerAddr
 		cancel(fmt.Errorf("snapshot stream made no progress for %v: %w", cfg.RPCTimeout, context.DeadlineExceeded))
 	})
 	defer stall.Stop()
-	// failed adds the reason the stream was aborted, if it was, to err.
-	failed := func(err error) error {
-		if cause := context.Cause(ctx); cause != nil && !errors.Is(err, cause) {
-			err = fmt.Errorf("%w (%w)", err, cause)
-		}
-		return t.callError(op, target, err)
-	}
+	failed := func(err error) error { return t.callError(op, target, withCause(ctx, err)) }
 
 	stream, err := p.client.InstallSnapshot(ctx)
 	stall.Stop()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"reflect"
@@ -189,6 +190,64 @@ func TestTransportHeartbeatFastPath(t *testing.T) {
 	if viaHandler != 3 || viaConsumer != 2 {
 		t.Errorf("%d RPCs via the heartbeat handler, %d via Consumer; want 3 and 2", viaHandler, viaConsumer)
 	}
+	if got := b.pipelineStreams.Load(); got != 1 {
+		t.Errorf("4 heartbeats opened %d streams; want 1", got)
+	}
+}
+
+// TestTransportHeartbeatTimeout checks that a heartbeat nobody answers fails
+// after RPCTimeout and that the next heartbeat, on a new stream, succeeds.
+func TestTransportHeartbeatTimeout(t *testing.T) {
+	a := newTransportTestNode(t, MuxConfig{RPCTimeout: 100 * time.Millisecond})
+	b := newTransportTestNode(t, MuxConfig{})
+	ta := a.transport(t, 1)
+	tb := b.transport(t, 1)
+	target := raft.ServerAddress(b.addr)
+	var calls atomic.Int64
+	tb.SetHeartbeatHandler(func(rpc raft.RPC) {
+		if calls.Add(1) == 1 {
+			return // lost, as by a Raft shutting down
+		}
+		rpc.Respond(&raft.AppendEntriesResponse{Term: 5, Success: true}, nil)
+	})
+
+	err := transportWithin(t, transportTestWait, "an unanswered heartbeat", func() error {
+		return ta.AppendEntries("b", target, transportTestHeartbeat(a), new(raft.AppendEntriesResponse))
+	})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("unanswered heartbeat = %v; want context.DeadlineExceeded", err)
+	}
+	resp := new(raft.AppendEntriesResponse)
+	if err := ta.AppendEntries("b", target, transportTestHeartbeat(a), resp); err != nil || !resp.Success {
+		t.Errorf("heartbeat after a timeout = %v, %+v; want success", err, resp)
+	}
+	if got := b.pipelineStreams.Load(); got != 2 {
+		t.Errorf("%d streams opened; want 2 (one replaced after the timeout)", got)
+	}
+}
+
+// TestTransportIdleStreamEndsWithGroup checks that a heartbeat stream left
+// idle, as a leader that stepped down leaves it, ends on the serving side as
+// soon as its group closes there.
+func TestTransportIdleStreamEndsWithGroup(t *testing.T) {
+	a := newTransportTestNode(t, MuxConfig{})
+	b := newTransportTestNode(t, MuxConfig{})
+	ta := a.transport(t, 1)
+	tb := b.transport(t, 1)
+	tb.SetHeartbeatHandler(func(rpc raft.RPC) { rpc.Respond(&raft.AppendEntriesResponse{Success: true}, nil) })
+	if err := ta.AppendEntries("b", raft.ServerAddress(b.addr), transportTestHeartbeat(a), new(raft.AppendEntriesResponse)); err != nil {
+		t.Fatalf("heartbeat: %v", err)
+	}
+	if got := b.activePipelines.Load(); got != 1 {
+		t.Fatalf("%d stream handlers running after a heartbeat; want 1", got)
+	}
+	tb.Close()
+	transportEventually(t, transportTestWait, "the idle stream's handler to end", func() error {
+		if n := b.activePipelines.Load(); n != 0 {
+			return fmt.Errorf("%d running", n)
+		}
+		return nil
+	})
 }
 
 // TestTransportUnknownGroup checks that every RPC for a group the node does
@@ -465,8 +524,9 @@ func TestTransportPipelineBreaks(t *testing.T) {
 	}
 
 	tb.Close()
-	// The next request fails, either when sent or in its future, with an
-	// unsuccessful response; later ones fail when sent.
+	// The next request fails, either in its future, with an unsuccessful
+	// response and the server's status, or (if the stream has already
+	// ended) when sent; later ones fail when sent.
 	f, err := send()
 	if err == nil {
 		f = transportWithin(t, transportTestWait, "the failed response", func() raft.AppendFuture { return <-p.Consumer() })
@@ -474,9 +534,12 @@ func TestTransportPipelineBreaks(t *testing.T) {
 		if f.Response().Success {
 			t.Errorf("failed request has a successful response")
 		}
+		if status.Code(err) != codes.Unavailable {
+			t.Errorf("AppendEntries to a closed group = %v; want code Unavailable", err)
+		}
 	}
-	if !errors.Is(err, raft.ErrPipelineShutdown) || status.Code(err) != codes.Unavailable {
-		t.Errorf("AppendEntries to a closed group = %v; want raft.ErrPipelineShutdown and code Unavailable", err)
+	if !errors.Is(err, raft.ErrPipelineShutdown) {
+		t.Errorf("AppendEntries to a closed group = %v; want raft.ErrPipelineShutdown", err)
 	}
 	if _, err := send(); !errors.Is(err, raft.ErrPipelineShutdown) {
 		t.Errorf("AppendEntries on a broken pipeline = %v; want raft.ErrPipelineShutdown", err)

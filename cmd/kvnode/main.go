@@ -60,6 +60,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.DurationVar(&timing.LeaderLeaseTimeout, "leader-lease-timeout", timing.LeaderLeaseTimeout, "Raft leader lease timeout of every group")
 	fs.DurationVar(&timing.CommitTimeout, "commit-timeout", timing.CommitTimeout, "Raft commit timeout of every group")
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.BoolVar(&cfg.UnsafeLocalReads, "unsafe-local-reads", false, "TESTING ONLY: serve reads from the local replica without confirming leadership (not linearizable; the negative control of jepsen-lite)")
 	fs.StringVar(&debugAddr, "debug-addr", "", "host:port for Go's pprof profiles under /debug/pprof/ (off when empty)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -85,6 +86,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 			return err
 		}
 		defer stopDebug()
+	}
+	if cfg.UnsafeLocalReads {
+		cfg.Logger.Warn("--unsafe-local-reads is on: reads are NOT linearizable")
 	}
 	n, err := node.Start(cfg)
 	if err != nil {
