@@ -11,8 +11,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/ringkv/ringkv/client"
-	"github.com/ringkv/ringkv/replication"
 	ringkvv1 "github.com/ringkv/ringkv/proto/ringkv/v1"
+	"github.com/ringkv/ringkv/replication"
 )
 
 func (c *testCluster) client(t *testing.T) *client.Client {

@@ -518,3 +518,47 @@ func TestLeadershipBalances(t *testing.T) {
 		}
 	}
 }
+
+// Values at the size limit replicate, also to a follower that missed them
+// and catches up from the log in AppendEntries batches of many such values.
+func TestLongLargeValuesReplicateAndCatchUp(t *testing.T) {
+	if testing.Short() {
+		t.Skip("writes 70 MiB")
+	}
+	c := startCluster(t, clusterOpts{shards: 1})
+	c.stop(2)
+	val := strings.Repeat("x", 1<<20)
+	// The follower's catch-up reads them back from the log in batches, so
+	// the writes themselves need not be concurrent; four writers keep the
+	// test quick.
+	var wg sync.WaitGroup
+	errs := make(chan error, 70)
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for k := w; k < 70; k += 4 {
+				if err := c.put(k%2, fmt.Sprintf("big-%d", k), val); err != nil {
+					errs <- fmt.Errorf("put big-%d: %w", k, err)
+					return
+				}
+			}
+		}(w)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	c.start(2, nil)
+	waitFor(t, 30*time.Second, "n3 catches up on 70 MiB", func() bool {
+		c.nodes[2].mu.Lock()
+		r := c.nodes[2].mu.shards[0]
+		c.nodes[2].mu.Unlock()
+		return r != nil && r.sm.Len() == 70
+	})
+	got, err := c.get(2, "big-69")
+	if err != nil || got != val {
+		t.Fatalf("Get(big-69) through n3: %d bytes, %v; want %d bytes", len(got), err, len(val))
+	}
+}

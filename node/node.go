@@ -25,6 +25,11 @@ import (
 	"github.com/ringkv/ringkv/shard"
 )
 
+// maxAppendEntries bounds the log entries in one AppendEntries. With values
+// up to 1 MiB one message can carry 64 MiB; the gRPC server's message limit
+// is sized from it.
+const maxAppendEntries = 64
+
 // MetaGroup is the Raft group ID of the cluster metadata. Shard groups use
 // their shard ID, which is below 2^32.
 const MetaGroup uint64 = 1 << 32
@@ -92,9 +97,12 @@ func Start(cfg Config) (*Node, error) {
 	}
 	n.mu.shards = map[shard.ID]*shardReplica{}
 	n.mux = replication.NewMux(replication.MuxConfig{
-		LocalAddr:   cfg.AdvertiseAddr,
-		DialOptions: cfg.DialOptions,
-		Logger:      n.logger,
+		LocalAddr: cfg.AdvertiseAddr,
+		DialOptions: append([]grpc.DialOption{
+			// Forwarded reads bring back values up to the limit.
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(cfg.Limits.MaxMessageSize())),
+		}, cfg.DialOptions...),
+		Logger: n.logger,
 	})
 	n.metaSM = cluster.NewStateMachine()
 	n.router = router.New(router.Config{
@@ -102,9 +110,12 @@ func Start(cfg Config) (*Node, error) {
 		UnsafeLocalReads: cfg.UnsafeLocalReads,
 	}, n.metaSM, n, rpc.NewForwarder(n.mux))
 
+	// One server carries both the public API and Raft: its message limit
+	// must fit an AppendEntries of MaxAppendEntries entries of the largest
+	// value. Oversized client requests are still refused, by validation,
+	// with InvalidArgument.
 	n.server = grpc.NewServer(
-		grpc.MaxRecvMsgSize(cfg.Limits.MaxMessageSize()),
-		grpc.MaxSendMsgSize(cfg.Limits.MaxMessageSize()),
+		grpc.MaxRecvMsgSize(maxAppendEntries * cfg.Limits.MaxMessageSize()),
 	)
 	n.health = health.NewServer()
 	n.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
@@ -179,6 +190,7 @@ func (n *Node) groupConfig(id uint64, dir string, sm replication.StateMachine, n
 		NoopCommand:       noop,
 		Timing:            n.cfg.Timing,
 		SnapshotThreshold: n.cfg.SnapshotThreshold,
+		MaxAppendEntries:  maxAppendEntries,
 		Logger:            n.logger,
 		RaftLogOutput:     n.cfg.RaftLogOutput,
 	}, nil
