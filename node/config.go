@@ -58,7 +58,7 @@ type Config struct {
 	// LeaderBalanceInterval is how often the node hands the leadership of
 	// shards it leads to their preferred leaders (ring.PreferredLeaders), so
 	// that every node leads about as many shards as the others. Default
-	// 10s; negative disables it.
+	// 5s; negative disables it.
 	LeaderBalanceInterval time.Duration
 	// Logger receives the node's logs. Default slog.Default().
 	Logger *slog.Logger
@@ -97,7 +97,7 @@ func (c *Config) setDefaults() {
 		c.Logger = slog.Default()
 	}
 	if c.LeaderBalanceInterval == 0 {
-		c.LeaderBalanceInterval = 10 * time.Second
+		c.LeaderBalanceInterval = 5 * time.Second
 	}
 	c.Limits = c.Limits.WithDefaults()
 }

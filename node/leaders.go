@@ -10,7 +10,7 @@ import (
 // maxTransfersPerRound bounds the leadership transfers one node starts per
 // balancing round: each costs its shard a moment of unavailability (writes
 // during the hand-over are retried), so they are spread out.
-const maxTransfersPerRound = 2
+const maxTransfersPerRound = 8
 
 // transferBackoff is how long a shard whose transfer failed is left alone
 // (its preferred leader may be down or behind).

@@ -26,7 +26,7 @@ for _ in $(seq 1 300); do
   if ./bin/kvctl --endpoints "$EP" -o json cluster status 2>/dev/null | grep -q '"leaderless": *0'; then break; fi
   sleep 0.2
 done
-sleep 5 # let start-up work (snapshots of nothing, first heartbeats) pass
+sleep 30 # let start-up work pass and leadership balance (8 transfers per node every 5s)
 tick=$(getconf CLK_TCK)
 declare -A before
 for p in "${pids[@]}"; do before[$p]=$(awk '{print $14+$15}' /proc/$p/stat); done
