@@ -17,6 +17,7 @@ stop() {
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   echo "stopped; data kept in $DATA/ (rm -rf $DATA to start afresh)"
+  exit 0
 }
 trap stop INT TERM EXIT
 
@@ -50,4 +51,5 @@ In another terminal:
 Press Ctrl-C to stop all three nodes.
 TXT
 wait -n "${pids[@]}" || true
-echo "a node exited; see $DATA/n*.log" >&2
+echo "a node exited on its own; see $DATA/n*.log" >&2
+exit 1
