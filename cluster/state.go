@@ -88,9 +88,12 @@ func (s *State) Validate() error {
 		if len(reps) == 0 {
 			return fmt.Errorf("cluster state: shard %d has no replicas", id)
 		}
-		for _, r := range reps {
+		for i, r := range reps {
 			if !ids[r] {
 				return fmt.Errorf("cluster state: shard %d placed on unknown node %q", id, r)
+			}
+			if slices.Contains(reps[:i], r) {
+				return fmt.Errorf("cluster state: shard %d lists node %q twice", id, r)
 			}
 		}
 	}

@@ -120,10 +120,14 @@ func (sm *StateMachine) Snapshot() (*Snapshot, error) {
 
 // Restore replaces the state with a snapshot's.
 func (sm *StateMachine) Restore(r io.Reader) error {
-	var st State
-	if err := json.NewDecoder(r).Decode(&st); err != nil {
+	var p *State
+	if err := json.NewDecoder(r).Decode(&p); err != nil {
 		return fmt.Errorf("decoding metadata snapshot: %w", err)
 	}
+	if p == nil {
+		return errors.New("decoding metadata snapshot: empty document")
+	}
+	st := *p
 	if st.Initialized() {
 		if err := st.Validate(); err != nil {
 			return fmt.Errorf("metadata snapshot: %w", err)

@@ -121,6 +121,9 @@ func (c *Config) Validate() error {
 	if c.Shards < 1 || c.Shards > shard.MaxCount {
 		return fmt.Errorf("shard count %d: want 1..%d", c.Shards, shard.MaxCount)
 	}
+	if err := c.Limits.Validate(); err != nil {
+		return err
+	}
 	if c.Replicas < 1 || c.Replicas > 7 {
 		return fmt.Errorf("replication factor %d: want 1..7", c.Replicas)
 	}

@@ -178,8 +178,8 @@ func (r *Router) Put(ctx context.Context, key, value []byte, req shard.RequestID
 	var res WriteResult
 	leader, err := r.route(ctx, key, forwarded,
 		func(rep Replica) error {
-			cmd := shard.EncodePut(key, value, req, r.cfg.Now().UnixNano())
-			out, err := propose(ctx, rep, cmd)
+			c := shard.Command{Op: shard.OpPut, Key: key, Value: value, Request: req, ProposedAt: r.cfg.Now().UnixNano()}
+			out, err := propose(ctx, rep, c)
 			res.Version = out.Version
 			return err
 		},
@@ -197,8 +197,8 @@ func (r *Router) Delete(ctx context.Context, key []byte, req shard.RequestID, fo
 	var res WriteResult
 	leader, err := r.route(ctx, key, forwarded,
 		func(rep Replica) error {
-			cmd := shard.EncodeDelete(key, req, r.cfg.Now().UnixNano())
-			out, err := propose(ctx, rep, cmd)
+			c := shard.Command{Op: shard.OpDelete, Key: key, Request: req, ProposedAt: r.cfg.Now().UnixNano()}
+			out, err := propose(ctx, rep, c)
 			res.Version, res.Existed = out.Index, out.Existed
 			return err
 		},
@@ -211,8 +211,13 @@ func (r *Router) Delete(ctx context.Context, key []byte, req shard.RequestID, fo
 	return res, err
 }
 
-func propose(ctx context.Context, rep Replica, cmd []byte) (shard.Result, error) {
-	out, _, err := rep.Propose(ctx, cmd)
+// propose validates c, so that a command the state machine would refuse
+// never reaches the log, and replicates it.
+func propose(ctx context.Context, rep Replica, c shard.Command) (shard.Result, error) {
+	if err := c.Validate(); err != nil {
+		return shard.Result{}, err
+	}
+	out, _, err := rep.Propose(ctx, c.Encode())
 	if err != nil {
 		return shard.Result{}, err
 	}
@@ -248,9 +253,9 @@ func (r *Router) route(ctx context.Context, key []byte, forwarded bool,
 	var hint string
 	if rep, ok := r.local.Replica(sid); ok {
 		err := local(rep)
-		if err == nil {
+		if err == nil || errors.Is(err, ErrNotFound) {
 			r.noteLeader(sid, r.cfg.NodeID)
-			return r.cfg.NodeID, nil
+			return r.cfg.NodeID, err
 		}
 		var nl *replication.NotLeaderError
 		if !errors.As(err, &nl) {
@@ -287,9 +292,9 @@ func (r *Router) route(ctx context.Context, key []byte, forwarded bool,
 		}
 		r.forwarded.Add(1)
 		leader, err := remote(m.Addr)
-		if err == nil {
+		if err == nil || errors.Is(err, ErrNotFound) {
 			r.noteLeader(sid, leader)
-			return leader, nil
+			return leader, err
 		}
 		lastErr = err
 		var nl *replication.NotLeaderError

@@ -53,7 +53,8 @@ func (f *Forwarder) Get(ctx context.Context, addr string, key []byte) (shard.Val
 	resp, err := c.Get(forwardCtx(ctx), &ringkvv1.GetRequest{Key: key}, grpc.Header(&hdr))
 	leader := first(hdr.Get(ringkvv1.MetadataLeader))
 	if err != nil {
-		return shard.Value{}, "", fromRemote(addr, leader, err)
+		// A NotFound is an answer its shard's leader served: keep its name.
+		return shard.Value{}, leader, fromRemote(addr, leader, err)
 	}
 	return shard.Value{Data: resp.GetValue(), Version: resp.GetVersion(), CreateVersion: resp.GetCreateVersion()}, leader, nil
 }

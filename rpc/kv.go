@@ -2,11 +2,15 @@ package rpc
 
 import (
 	"context"
+	"errors"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	ringkvv1 "github.com/ringkv/ringkv/proto/ringkv/v1"
+	"github.com/ringkv/ringkv/replication"
 	"github.com/ringkv/ringkv/router"
 	"github.com/ringkv/ringkv/shard"
 )
@@ -36,10 +40,10 @@ func (s *KVServer) Get(ctx context.Context, req *ringkvv1.GetRequest) (*ringkvv1
 		return nil, err
 	}
 	res, err := s.store.Get(ctx, req.GetKey(), isForwarded(ctx))
-	if err != nil {
-		return nil, s.fail(ctx, err)
-	}
 	setLeader(ctx, res.Leader)
+	if err != nil {
+		return nil, s.fail(ctx, err, true)
+	}
 	return &ringkvv1.GetResponse{
 		Value:         res.Value.Data,
 		Version:       res.Value.Version,
@@ -61,7 +65,7 @@ func (s *KVServer) Put(ctx context.Context, req *ringkvv1.PutRequest) (*ringkvv1
 	}
 	res, err := s.store.Put(ctx, req.GetKey(), req.GetValue(), rid, isForwarded(ctx))
 	if err != nil {
-		return nil, s.fail(ctx, err)
+		return nil, s.fail(ctx, err, len(rid.ClientID) > 0)
 	}
 	setLeader(ctx, res.Leader)
 	return &ringkvv1.PutResponse{Version: res.Version}, nil
@@ -78,17 +82,24 @@ func (s *KVServer) Delete(ctx context.Context, req *ringkvv1.DeleteRequest) (*ri
 	}
 	res, err := s.store.Delete(ctx, req.GetKey(), rid, isForwarded(ctx))
 	if err != nil {
-		return nil, s.fail(ctx, err)
+		return nil, s.fail(ctx, err, len(rid.ClientID) > 0)
 	}
 	setLeader(ctx, res.Leader)
 	return &ringkvv1.DeleteResponse{Deleted: res.Existed, Version: res.Version}, nil
 }
 
 // fail converts err and, when it names a shard leader, passes the hint to
-// the caller in the response header.
-func (s *KVServer) fail(ctx context.Context, err error) error {
+// the caller in the response header. retrySafe tells whether the request
+// may be retried even if it took effect: reads, and writes that carry a
+// request ID. A write without one whose outcome is unknown must not be
+// answered with Unavailable, which means "retry".
+func (s *KVServer) fail(ctx context.Context, err error, retrySafe bool) error {
 	if hint := leaderHint(err); hint != "" {
 		setLeader(ctx, hint)
+	}
+	if !retrySafe && errors.Is(err, replication.ErrOutcomeUnknown) {
+		return status.Error(codes.Unknown, "the write may or may not have been applied; "+
+			"send a request_id to make retries safe: "+err.Error())
 	}
 	return toStatus(err)
 }

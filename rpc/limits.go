@@ -1,8 +1,12 @@
 package rpc
 
 import (
+	"fmt"
+
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/ringkv/ringkv/shard"
 )
 
 // Limits bounds the size of client input.
@@ -17,11 +21,27 @@ type Limits struct {
 const (
 	DefaultMaxKeySize   = 4 << 10
 	DefaultMaxValueSize = 1 << 20
+	// MaxValueSizeLimit bounds the configurable value limit: 64 entries of
+	// the largest value must fit one gRPC message (see node).
+	MaxValueSizeLimit = 16 << 20
 	// maxClientIDSize bounds RequestID.client_id.
 	maxClientIDSize = 64
 )
 
-// WithDefaults returns l with zero fields set to their defaults.
+// Validate reports limits the state machine cannot honour.
+func (l Limits) Validate() error {
+	l = l.WithDefaults()
+	if l.MaxKeySize < 1 || l.MaxKeySize > shard.MaxKeySize {
+		return fmt.Errorf("max key size %d: want 1..%d bytes", l.MaxKeySize, shard.MaxKeySize)
+	}
+	if l.MaxValueSize < 0 || l.MaxValueSize > MaxValueSizeLimit {
+		return fmt.Errorf("max value size %d: want 0..%d bytes", l.MaxValueSize, MaxValueSizeLimit)
+	}
+	return nil
+}
+
+// WithDefaults returns l with zero fields set to their defaults and the key
+// limit capped at what the shard state machine accepts.
 func (l Limits) WithDefaults() Limits {
 	if l.MaxKeySize == 0 {
 		l.MaxKeySize = DefaultMaxKeySize
@@ -29,6 +49,7 @@ func (l Limits) WithDefaults() Limits {
 	if l.MaxValueSize == 0 {
 		l.MaxValueSize = DefaultMaxValueSize
 	}
+	l.MaxKeySize = min(l.MaxKeySize, shard.MaxKeySize)
 	return l
 }
 

@@ -31,6 +31,8 @@ func toStatus(err error) error {
 		return status.Error(remote.code, err.Error())
 	case errors.Is(err, router.ErrNotFound):
 		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, shard.ErrBadCommand):
+		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.Is(err, shard.ErrStaleRequest):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, replication.ErrNotLeader),
