@@ -46,7 +46,7 @@ func TestToStatus(t *testing.T) {
 		{"remote ResourceExhausted", &remoteError{code: codes.ResourceExhausted, msg: "too big (from a:1)"}, codes.ResourceExhausted},
 		{"remote Internal", &remoteError{code: codes.Internal, msg: "boom (from a:1)"}, codes.Internal},
 		{"unknown error", errors.New("disk on fire"), codes.Internal},
-		{"shard.ErrBadCommand", shard.ErrBadCommand, codes.Internal},
+		{"shard.ErrBadCommand", shard.ErrBadCommand, codes.InvalidArgument},
 		// Combinations the router and replication produce.
 		{"unknown outcome after deadline",
 			fmt.Errorf("group 1: propose: %w: %w", replication.ErrOutcomeUnknown, context.DeadlineExceeded), codes.Unavailable},
