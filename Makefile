@@ -35,8 +35,35 @@ proto:
 		--go-grpc_out=proto --go-grpc_opt=paths=source_relative \
 		proto/ringkv/v1/*.proto
 
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+## bench: ringkv against etcd, side by side (bench-compare below); the Go
+## micro-benchmarks are bench-go.
+bench: bench-compare
 
 clean:
 	rm -rf $(BIN) .run
+
+## jepsen: the jepsen-lite suite, every nemesis in turn, 75 s each (root,
+## ip and nft; about 12 minutes). Replay one run with the command it prints;
+## pass more flags with JEPSEN_FLAGS="--seed 42". See test/jepsen-lite/README.md.
+.PHONY: jepsen jepsen-smoke
+jepsen:
+	$(GO) build -o $(BIN)/ ./cmd/kvnode ./test/jepsen-lite/cmd/jepsen-lite
+	$(BIN)/jepsen-lite --kvnode $(BIN)/kvnode --nemesis all --duration 75s $(JEPSEN_FLAGS)
+
+## jepsen-smoke: one 60 s jepsen-lite run under the nemesis mix (root; under
+## 2 minutes, build included).
+jepsen-smoke:
+	$(GO) build -o $(BIN)/ ./cmd/kvnode ./test/jepsen-lite/cmd/jepsen-lite
+	$(BIN)/jepsen-lite --kvnode $(BIN)/kvnode --nemesis mix --duration 60s $(JEPSEN_FLAGS)
+
+## bench-compare: build, start a 3-node ringkv cluster and a 3-member etcd
+## v3.6 cluster on loopback, drive both with the same load generator in
+## alternating rounds, print the side-by-side table; results, chart and logs
+## in bench-results/ (git-ignored). About 12 minutes; knobs in scripts/bench.sh.
+## bench-go: the Go micro-benchmarks of every package (go test -bench).
+.PHONY: bench-compare bench-go
+bench-compare:
+	./scripts/bench.sh
+
+bench-go:
+	$(GO) test -run '^$$' -bench . -benchmem ./...

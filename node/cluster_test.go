@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -54,6 +56,9 @@ type testCluster struct {
 	peers []Peer
 	nodes []*Node
 	conns []*grpc.ClientConn
+	// clientID and seq make the request IDs of put.
+	clientID [16]byte
+	seq      atomic.Uint64
 }
 
 func startCluster(t *testing.T, opts clusterOpts) *testCluster {
@@ -68,6 +73,7 @@ func startCluster(t *testing.T, opts clusterOpts) *testCluster {
 		opts.timing = testTiming
 	}
 	c := &testCluster{t: t, opts: opts, net: newFaultNet()}
+	rand.Read(c.clientID[:])
 	base := t.TempDir()
 	lis := make([]net.Listener, opts.nodes)
 	for i := range lis {
@@ -206,11 +212,14 @@ func (c *testCluster) leaderOf(s shard.ID) int {
 func (c *testCluster) kv(i int) ringkvv1.KVClient { return ringkvv1.NewKVClient(c.conns[i]) }
 
 // put writes through node i, retrying Unavailable (elections) within 10s.
+// Each put carries a request ID, as the client library's do, so a retry
+// after an unknown outcome is safe.
 func (c *testCluster) put(i int, key, value string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	id := &ringkvv1.RequestID{ClientId: c.clientID[:], Seq: c.seq.Add(1)}
 	for {
-		_, err := c.kv(i).Put(ctx, &ringkvv1.PutRequest{Key: []byte(key), Value: []byte(value)})
+		_, err := c.kv(i).Put(ctx, &ringkvv1.PutRequest{Key: []byte(key), Value: []byte(value), RequestId: id})
 		if status.Code(err) != codes.Unavailable || ctx.Err() != nil {
 			return err
 		}

@@ -39,11 +39,12 @@ type Node struct {
 	cfg    Config
 	logger *slog.Logger
 
-	lis    net.Listener
-	server *grpc.Server
-	health *health.Server
-	mux    *replication.Mux
-	router *router.Router
+	lis       net.Listener
+	server    *grpc.Server
+	health    *health.Server
+	mux       *replication.Mux
+	router    *router.Router
+	confirmer *rpc.Confirmer
 
 	meta     *replication.Group
 	metaSM   *cluster.StateMachine
@@ -105,6 +106,7 @@ func Start(cfg Config) (*Node, error) {
 		Logger: n.logger,
 	})
 	n.metaSM = cluster.NewStateMachine()
+	n.confirmer = rpc.NewConfirmer(n.mux)
 	n.router = router.New(router.Config{
 		NodeID:           cfg.ID,
 		UnsafeLocalReads: cfg.UnsafeLocalReads,
@@ -123,6 +125,7 @@ func Start(cfg Config) (*Node, error) {
 	ringkvv1.RegisterRaftTransportServer(n.server, n.mux)
 	ringkvv1.RegisterKVServer(n.server, rpc.NewKVServer(n.router, cfg.Limits))
 	ringkvv1.RegisterClusterServer(n.server, rpc.NewClusterServer(n.status))
+	ringkvv1.RegisterReadConfirmServer(n.server, rpc.NewReadConfirmServer(n))
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
@@ -191,6 +194,7 @@ func (n *Node) groupConfig(id uint64, dir string, sm replication.StateMachine, n
 		Timing:            n.cfg.Timing,
 		SnapshotThreshold: n.cfg.SnapshotThreshold,
 		MaxAppendEntries:  maxAppendEntries,
+		Confirmer:         n.confirmer,
 		Logger:            n.logger,
 		RaftLogOutput:     n.cfg.RaftLogOutput,
 	}, nil
@@ -377,6 +381,24 @@ func (n *Node) Replica(id shard.ID) (router.Replica, bool) {
 		return nil, false
 	}
 	return r, true
+}
+
+// Term implements rpc.Terms: the current term of a group hosted here.
+func (n *Node) Term(group uint64) (uint64, bool) {
+	if group == MetaGroup {
+		if n.meta == nil {
+			return 0, false
+		}
+		return n.meta.Term(), true
+	}
+	if group >= MetaGroup {
+		return 0, false
+	}
+	g, ok := n.ShardGroup(shard.ID(group))
+	if !ok {
+		return 0, false
+	}
+	return g.Term(), true
 }
 
 // Ready reports whether the node has the cluster metadata and has opened

@@ -76,6 +76,18 @@ type Config struct {
 	// RaftLogOutput receives hashicorp/raft's own log lines (warnings and
 	// errors only). Default os.Stderr.
 	RaftLogOutput io.Writer
+	// Confirmer lets the read barrier confirm leadership with messages sent
+	// after a read arrived (see confirmTerm). When nil, ReadBarrier falls
+	// back to raft.VerifyLeader, which a reply delayed from before the read
+	// can satisfy: production nodes always set it.
+	Confirmer TermConfirmer
+}
+
+// TermConfirmer asks the replica of a group at addr whether it is still in
+// term. It answers current=true only if its term equals term, and reports
+// its term either way.
+type TermConfirmer interface {
+	ConfirmTerm(ctx context.Context, addr string, group, term uint64) (current bool, replicaTerm uint64, err error)
 }
 
 func (c *Config) setDefaults() {
@@ -415,9 +427,106 @@ func (g *Group) verifyLoop() {
 		if r == nil {
 			continue
 		}
-		r.err = g.raft.VerifyLeader().Error()
+		r.err = g.confirmLeadership()
 		close(r.done)
 	}
+}
+
+// confirmLeadership confirms that this replica still leads its term, with
+// a round of messages that all start after the reads it serves arrived.
+func (g *Group) confirmLeadership() error {
+	if g.cfg.Confirmer == nil {
+		end := urgentHeartbeats(g.cfg.Transport) // don't let the transport delay them
+		defer end()
+		return g.raft.VerifyLeader().Error()
+	}
+	return g.confirmTerm(g.raft.CurrentTerm())
+}
+
+// confirmTerm asks every other voter whether it is still in term and
+// returns nil once a quorum, this replica included, is.
+//
+// Why this and not raft.VerifyLeader: VerifyLeader counts the replies to
+// any heartbeat or AppendEntries, including one sent before the read
+// arrived, so a reply delayed in a socket (a paused leader, say) can confirm
+// a leader that a new leader has already replaced. A ConfirmTerm request is
+// sent after the read arrived, and a replica answers "current" only while
+// its term is still term; terms never go back, so a quorum of such answers
+// proves no leader of a later term had committed anything (its commit
+// quorum would share a replica with ours) when the read arrived.
+func (g *Group) confirmTerm(term uint64) error {
+	f := g.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return err
+	}
+	var peers []raft.Server
+	voters, self := 0, false
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage != raft.Voter {
+			continue
+		}
+		voters++
+		if s.ID == raft.ServerID(g.cfg.NodeID) {
+			self = true
+		} else {
+			peers = append(peers, s)
+		}
+	}
+	if !self {
+		return g.notLeader()
+	}
+	need := voters/2 + 1 - 1 // this replica is one of the quorum
+	if need <= 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.Timing.ElectionTimeout)
+	type answer struct {
+		current bool
+		term    uint64
+		err     error
+	}
+	answers := make(chan answer, len(peers))
+	var wg sync.WaitGroup
+	for _, p := range peers {
+		wg.Add(1)
+		go func(addr string) {
+			defer wg.Done()
+			cur, t, err := g.cfg.Confirmer.ConfirmTerm(ctx, addr, g.cfg.Group, term)
+			answers <- answer{cur, t, err}
+		}(string(p.Address))
+	}
+	defer func() {
+		cancel() // ends the calls still out once the answer is known
+		wg.Wait()
+	}()
+	yes, no := 0, 0
+	var lastErr error
+	for range peers {
+		select {
+		case a := <-answers:
+			switch {
+			case a.err != nil:
+				lastErr = a.err
+				no++
+			case a.current:
+				yes++
+			case a.term > term:
+				return fmt.Errorf("a replica is in term %d, past %d: %w", a.term, term, g.notLeader())
+			default:
+				no++
+			}
+		case <-g.stop:
+			return ErrShutdown
+		}
+		if yes >= need {
+			return nil
+		}
+		if no > len(peers)-need {
+			break
+		}
+	}
+	return fmt.Errorf("term %d confirmed by %d of %d voters, need %d (last error: %v): %w",
+		term, yes+1, voters, need+1, lastErr, g.notLeader())
 }
 
 // watchLeadership commits a no-op each time this replica becomes leader and
@@ -468,6 +577,9 @@ func (g *Group) Leader() LeaderInfo {
 		Self: g.raft.State() == raft.Leader,
 	}
 }
+
+// Term returns the replica's current Raft term.
+func (g *Group) Term() uint64 { return g.raft.CurrentTerm() }
 
 // AppliedIndex returns the index the state machine has finished applying.
 func (g *Group) AppliedIndex() uint64 { return g.fsm.applied.Load() }

@@ -75,10 +75,12 @@ type kvSnap []byte
 func (s kvSnap) WriteTo(w io.Writer) (int64, error) { n, err := w.Write(s); return int64(n), err }
 func (kvSnap) Release()                             {}
 
-var fastTiming = Timing{
-	HeartbeatTimeout:   150 * time.Millisecond,
-	ElectionTimeout:    150 * time.Millisecond,
-	LeaderLeaseTimeout: 75 * time.Millisecond,
+// groupTiming keeps elections quick but rare on a loaded machine: these
+// tests assert that leadership holds while they run.
+var groupTiming = Timing{
+	HeartbeatTimeout:   time.Second,
+	ElectionTimeout:    time.Second,
+	LeaderLeaseTimeout: 500 * time.Millisecond,
 	CommitTimeout:      10 * time.Millisecond,
 }
 
@@ -113,7 +115,7 @@ func newGroupCluster(t *testing.T) *groupCluster {
 			Transport:     tr,
 			StateMachine:  sm,
 			NoopCommand:   []byte("noop"),
-			Timing:        fastTiming,
+			Timing:        groupTiming,
 			RaftLogOutput: io.Discard,
 		})
 		if err != nil {

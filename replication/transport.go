@@ -7,6 +7,7 @@
 package replication
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -41,6 +42,12 @@ const (
 	// DefaultMaxInFlight is the number of pipelined AppendEntries requests
 	// that may await their responses at once, as in raft.NetworkTransport.
 	DefaultMaxInFlight = raft.DefaultMaxRPCsInFlight
+
+	// DefaultCoalesceWindow is the longest a heartbeat may wait for others
+	// to the same peer before they are sent together: a quarter of the
+	// shortest heartbeat interval of ringkv's default timers
+	// (HeartbeatTimeout/10 = 200 ms), a twentieth of their leader lease.
+	DefaultCoalesceWindow = 50 * time.Millisecond
 
 	// maxSnapshotChunkSize keeps a chunk, with its framing, under gRPC's
 	// default 4 MiB limit on received messages.
@@ -87,6 +94,24 @@ type MuxConfig struct {
 	// raft.NetworkTransportConfig.MaxRPCsInFlight. 1 disables pipelining.
 	// Zero means DefaultMaxInFlight.
 	MaxInFlight int
+
+	// CoalesceWindow is the longest a heartbeat waits for the heartbeats of
+	// other groups to the same peer node, so that they travel in one
+	// message. A heartbeat also waits at most a quarter of its group's
+	// heartbeat interval (Raft waits HeartbeatTimeout/10 to /5 between a
+	// heartbeat's answer and the next), so that coalescing delays groups
+	// with fast timers in proportion; and a heartbeat that a leadership
+	// confirmation waits for (Group.ReadBarrier) is sent at once, with
+	// whatever is queued. The wait delays the answer to an ordinary
+	// heartbeat, so the window must stay well under Raft's
+	// LeaderLeaseTimeout. It must be shorter than RPCTimeout. Zero means
+	// DefaultCoalesceWindow; a negative window sends every heartbeat at once
+	// (batches then hold only the heartbeats that queue up meanwhile).
+	CoalesceWindow time.Duration
+
+	// ignoreUrgency, in tests only, makes every heartbeat wait for the
+	// coalescing window, even the ones a leadership confirmation waits for.
+	ignoreUrgency bool
 }
 
 // Validate reports whether c can configure a Mux.
@@ -102,6 +127,9 @@ func (c MuxConfig) Validate() error {
 		return fmt.Errorf("replication: MuxConfig.SnapshotChunkSize %d is outside [0, %d]", c.SnapshotChunkSize, maxSnapshotChunkSize)
 	case c.MaxInFlight < 0:
 		return fmt.Errorf("replication: MuxConfig.MaxInFlight %d is negative", c.MaxInFlight)
+	}
+	if d := c.withDefaults(); d.CoalesceWindow >= d.RPCTimeout {
+		return fmt.Errorf("replication: MuxConfig.CoalesceWindow %v is not shorter than RPCTimeout %v", d.CoalesceWindow, d.RPCTimeout)
 	}
 	return nil
 }
@@ -123,6 +151,9 @@ func (c MuxConfig) withDefaults() MuxConfig {
 	if c.MaxInFlight == 0 {
 		c.MaxInFlight = DefaultMaxInFlight
 	}
+	if c.CoalesceWindow == 0 {
+		c.CoalesceWindow = DefaultCoalesceWindow
+	}
 	return c
 }
 
@@ -143,10 +174,16 @@ var ErrDuplicateTransport = errors.New("replication: raft group already has a tr
 // Two settings of that server bound the transport. Its MaxRecvMsgSize must
 // hold the largest AppendEntries batch (raft.Config.MaxAppendEntries times
 // the largest entry, plus framing), or replication of such a batch fails
-// with ResourceExhausted. And each group keeps up to two streams open to
-// every peer it replicates to (its pipeline and its heartbeats), so a
-// MaxConcurrentStreams below twice the number of groups, plus room for
-// calls, would stall Raft.
+// with ResourceExhausted; a heartbeat batch needs about 60 bytes per group.
+// And each group keeps a pipeline stream open to every peer it replicates
+// to, besides one heartbeat stream per peer node for all groups, so a
+// MaxConcurrentStreams below the number of groups, plus room for calls,
+// would stall Raft.
+//
+// Heartbeats of all groups to one peer are coalesced (MuxConfig.
+// CoalesceWindow) and travel on one Heartbeats stream per peer
+// (transport_heartbeat.go); the peer's side of that stream ends when the
+// peer has no open group left, so that its server can stop gracefully.
 type Mux struct {
 	ringkvv1.UnimplementedRaftTransportServer
 
@@ -164,9 +201,26 @@ type Mux struct {
 	// outgoing RPC and rebuilt under mu, then swapped, when a peer is dialed.
 	peers atomic.Pointer[map[raft.ServerAddress]*muxPeer]
 
+	// noGroups is closed while the group table is empty, when a Heartbeats
+	// stream served here ends. It is replaced under mu by an open channel
+	// when the first group registers, and closed under mu when the last one
+	// goes.
+	noGroups atomic.Pointer[chan struct{}]
+
+	// life is cancelled by Close: the lifetime of the heartbeat batchers and
+	// their streams.
+	life   context.Context
+	cancel context.CancelFunc
+	// batchers counts the running heartbeat batchers; Close waits for them.
+	// Add only under mu while not closed.
+	batchers sync.WaitGroup
+	// epoch is the origin of the Mux's clock (now), which is monotonic.
+	epoch time.Time
+
 	mu struct {
 		sync.Mutex
-		// closed is set by Close; no group or peer is added after it.
+		// closed is set by Close; no group, peer or batcher is added after
+		// it.
 		closed bool
 	}
 
@@ -175,8 +229,12 @@ type Mux struct {
 
 // muxPeer is the pooled connection to one peer node, shared by every group.
 type muxPeer struct {
+	addr   raft.ServerAddress
 	conn   *grpc.ClientConn
 	client ringkvv1.RaftTransportClient
+	// batcher coalesces the heartbeats of every group to the peer; nil until
+	// the first one. Set under Mux.mu.
+	batcher atomic.Pointer[heartbeatBatcher]
 }
 
 // muxCounters are the cumulative counters behind MuxStats.
@@ -185,6 +243,8 @@ type muxCounters struct {
 	pipelineEntries   atomic.Uint64
 	snapshotsSent     atomic.Uint64
 	snapshotsReceived atomic.Uint64
+	heartbeatBatches  atomic.Uint64
+	heartbeats        atomic.Uint64
 }
 
 // MuxStats is a point-in-time view of a Mux.
@@ -202,12 +262,18 @@ type MuxStats struct {
 	// started by this node and handed to a local group.
 	SnapshotsSent     uint64
 	SnapshotsReceived uint64
+	// HeartbeatBatches counts the heartbeat batches sent to peers, and
+	// Heartbeats the heartbeats in them: their ratio is the coalescing
+	// achieved.
+	HeartbeatBatches uint64
+	Heartbeats       uint64
 }
 
 // NewMux returns a Mux configured by cfg. A cfg that fails Validate does not
 // stop NewMux; the error is returned by every call of Transport.
 func NewMux(cfg MuxConfig) *Mux {
-	m := &Mux{cfg: cfg.withDefaults(), cfgErr: cfg.Validate()}
+	m := &Mux{cfg: cfg.withDefaults(), cfgErr: cfg.Validate(), epoch: time.Now()}
+	m.life, m.cancel = context.WithCancel(context.Background())
 	m.dialOpts = append([]grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithConnectParams(grpc.ConnectParams{
@@ -224,6 +290,9 @@ func NewMux(cfg MuxConfig) *Mux {
 	m.groups.Store(&groups)
 	peers := map[raft.ServerAddress]*muxPeer{}
 	m.peers.Store(&peers)
+	noGroups := make(chan struct{})
+	close(noGroups)
+	m.noGroups.Store(&noGroups)
 	return m
 }
 
@@ -251,6 +320,10 @@ func (m *Mux) Transport(group uint64) (*GroupTransport, error) {
 	}
 	groups[group] = t
 	m.groups.Store(&groups)
+	if len(old) == 0 {
+		some := make(chan struct{})
+		m.noGroups.Store(&some)
+	}
 	return t, nil
 }
 
@@ -269,6 +342,9 @@ func (m *Mux) unregister(t *GroupTransport) {
 		}
 	}
 	m.groups.Store(&groups)
+	if len(groups) == 0 {
+		close(*m.noGroups.Load())
+	}
 }
 
 // group returns the open transport of the group id.
@@ -300,7 +376,7 @@ func (m *Mux) peer(addr raft.ServerAddress) (*muxPeer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("connecting to %s: %w", addr, err)
 	}
-	p := &muxPeer{conn: conn, client: ringkvv1.NewRaftTransportClient(conn)}
+	p := &muxPeer{addr: addr, conn: conn, client: ringkvv1.NewRaftTransportClient(conn)}
 	peers := make(map[raft.ServerAddress]*muxPeer, len(old)+1)
 	for a, q := range old {
 		peers[a] = q
@@ -319,12 +395,19 @@ func (m *Mux) Stats() MuxStats {
 		PipelineEntries:   m.stats.pipelineEntries.Load(),
 		SnapshotsSent:     m.stats.snapshotsSent.Load(),
 		SnapshotsReceived: m.stats.snapshotsReceived.Load(),
+		HeartbeatBatches:  m.stats.heartbeatBatches.Load(),
+		Heartbeats:        m.stats.heartbeats.Load(),
 	}
 }
 
-// Close closes every open group transport and every peer connection. Calls
-// made afterwards fail with raft.ErrTransportShutdown, and incoming RPCs with
-// codes.InvalidArgument (no group is registered). Close is idempotent.
+// now reads the Mux's monotonic clock.
+func (m *Mux) now() time.Duration { return time.Since(m.epoch) }
+
+// Close closes every open group transport, stops the heartbeat batchers and
+// waits for them, and closes every peer connection. Calls made afterwards
+// fail with raft.ErrTransportShutdown, and incoming RPCs with
+// codes.InvalidArgument (no group is registered); Heartbeats streams served
+// here end. Close is idempotent.
 func (m *Mux) Close() error {
 	m.mu.Lock()
 	if m.mu.closed {
@@ -339,6 +422,8 @@ func (m *Mux) Close() error {
 	for _, t := range groups {
 		t.Close() // unregisters t, taking mu
 	}
+	m.cancel()
+	m.batchers.Wait()
 	var errs []error
 	for addr, p := range peers {
 		if err := p.conn.Close(); err != nil {

@@ -106,10 +106,11 @@ func BenchmarkDecodeAppendEntries(b *testing.B) {
 }
 
 // BenchmarkAppendEntriesRoundTrip measures AppendEntries over loopback gRPC
-// to a receiver that answers at once: a heartbeat, 64 x 256 B entries one
-// call at a time, and the same on a pipeline.
+// to a receiver that answers at once: a heartbeat (alone in its batch, as
+// coalescing is off), 64 x 256 B entries one call at a time, and the same on
+// a pipeline.
 func BenchmarkAppendEntriesRoundTrip(b *testing.B) {
-	a := newTransportTestNode(b, MuxConfig{})
+	a := newTransportTestNode(b, MuxConfig{CoalesceWindow: -1})
 	bn := newTransportTestNode(b, MuxConfig{})
 	ta := a.transport(b, 1)
 	tb := bn.transport(b, 1)
@@ -128,7 +129,7 @@ func BenchmarkAppendEntriesRoundTrip(b *testing.B) {
 			}
 		}
 	}
-	b.Run("heartbeat", unary(transportTestHeartbeat(a))) // on the heartbeat stream
+	b.Run("heartbeat", unary(transportTestHeartbeat(a))) // on the heartbeat stream, alone
 	b.Run("heartbeat-unary", func(b *testing.B) {        // what a heartbeat would cost as a call
 		b.ReportAllocs()
 		p, err := a.mux.peer(target)

@@ -41,12 +41,22 @@ type GroupTransport struct {
 	life   context.Context
 	cancel context.CancelFunc
 
+	// urgency makes the group's heartbeats skip the coalescing window while
+	// a leadership confirmation waits for them (urgentHeartbeats).
+	urgency struct {
+		// waiters counts the confirmations under way.
+		waiters atomic.Int32
+		// until is the Mux clock reading (Mux.now) after which the group's
+		// heartbeats are no longer urgent, whatever waiters says.
+		until atomic.Int64
+	}
+
 	mu struct {
 		sync.Mutex
 		// closed is set by Close; no pipeline starts after it.
 		closed bool
-		// heartbeats holds the heartbeat stream to each peer called.
-		heartbeats map[raft.ServerAddress]*heartbeatStream
+		// heartbeats holds the pace of the heartbeats to each peer called.
+		heartbeats map[raft.ServerAddress]*heartbeatPace
 	}
 	// pipelines counts the running pipeline receive loops; Close waits for
 	// them. Add only under mu while not closed.
@@ -120,9 +130,10 @@ func (t *GroupTransport) Close() error {
 // isClosed reports whether Close has been called.
 func (t *GroupTransport) isClosed() bool { return t.life.Err() != nil }
 
-// AppendEntries implements raft.Transport. Heartbeats travel on a stream
-// kept open to each peer (transport_heartbeat.go), everything else in a
-// call of its own.
+// AppendEntries implements raft.Transport. Heartbeats are coalesced with
+// those of the node's other groups to the same peer and travel on the
+// Mux's heartbeat stream to it (transport_heartbeat.go), everything else in
+// a call of its own.
 func (t *GroupTransport) AppendEntries(_ raft.ServerID, target raft.ServerAddress, args *raft.AppendEntriesRequest, resp *raft.AppendEntriesResponse) error {
 	const op = "AppendEntries"
 	if isHeartbeat(args) {

@@ -24,6 +24,10 @@ type transportTestNode struct {
 	pipelineStreams *atomic.Int64
 	// activePipelines counts the AppendEntriesPipeline handlers running.
 	activePipelines *atomic.Int64
+	// heartbeatStreams counts the Heartbeats streams opened to the node, and
+	// activeHeartbeats the Heartbeats handlers running.
+	heartbeatStreams *atomic.Int64
+	activeHeartbeats *atomic.Int64
 }
 
 // newTransportTestNode starts a node configured by cfg (LocalAddr is set
@@ -38,12 +42,18 @@ func newTransportTestNode(t testing.TB, cfg MuxConfig) *transportTestNode {
 	cfg.LocalAddr = lis.Addr().String()
 	mux := NewMux(cfg)
 	pipelineStreams, activePipelines := new(atomic.Int64), new(atomic.Int64)
+	heartbeatStreams, activeHeartbeats := new(atomic.Int64), new(atomic.Int64)
 	srv := grpc.NewServer(grpc.WaitForHandlers(true),
 		grpc.StreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
-			if info.FullMethod == ringkvv1.RaftTransport_AppendEntriesPipeline_FullMethodName {
+			switch info.FullMethod {
+			case ringkvv1.RaftTransport_AppendEntriesPipeline_FullMethodName:
 				pipelineStreams.Add(1)
 				activePipelines.Add(1)
 				defer activePipelines.Add(-1)
+			case ringkvv1.RaftTransport_Heartbeats_FullMethodName:
+				heartbeatStreams.Add(1)
+				activeHeartbeats.Add(1)
+				defer activeHeartbeats.Add(-1)
 			}
 			return handler(srv, ss)
 		}))
@@ -60,7 +70,8 @@ func newTransportTestNode(t testing.TB, cfg MuxConfig) *transportTestNode {
 		}
 	})
 	return &transportTestNode{mux: mux, addr: cfg.LocalAddr, accepted: counting.accepted,
-		pipelineStreams: pipelineStreams, activePipelines: activePipelines}
+		pipelineStreams: pipelineStreams, activePipelines: activePipelines,
+		heartbeatStreams: heartbeatStreams, activeHeartbeats: activeHeartbeats}
 }
 
 // transport registers group on n and closes the transport when the test

@@ -261,14 +261,15 @@ func (p *pipeline) receive() {
 }
 
 // AppendEntriesPipeline implements ringkvv1.RaftTransportServer. It serves
-// one group's pipeline, or its heartbeats: each request is handed to Raft,
-// and answered, in order before the next is taken, as raft.NetworkTransport
+// one group's pipeline: each request is handed to Raft (a heartbeat to its
+// fast path, though the Mux sends heartbeats on the Heartbeats stream), and
+// answered, in order before the next is taken, as raft.NetworkTransport
 // serves a connection; requests already sent wait in the stream meanwhile.
 //
 // After the first request, requests are read on a goroutine of their own so
 // that the handler also watches its group: a stream can stay idle for long
-// (the heartbeat stream of a leader that stepped down), and must not hold on
-// to a closed group, nor delay the server's GracefulStop, until its next
+// (the pipeline of a leader that stepped down), and must not hold on to a
+// closed group, nor delay the server's GracefulStop, until its next
 // request. The goroutine ends when the handler returns: gRPC then cancels
 // the stream, which interrupts its Recv.
 func (m *Mux) AppendEntriesPipeline(stream grpc.BidiStreamingServer[ringkvv1.AppendEntriesRequest, ringkvv1.AppendEntriesResponse]) error {

@@ -190,8 +190,11 @@ func TestTransportHeartbeatFastPath(t *testing.T) {
 	if viaHandler != 3 || viaConsumer != 2 {
 		t.Errorf("%d RPCs via the heartbeat handler, %d via Consumer; want 3 and 2", viaHandler, viaConsumer)
 	}
-	if got := b.pipelineStreams.Load(); got != 1 {
-		t.Errorf("4 heartbeats opened %d streams; want 1", got)
+	if got := b.heartbeatStreams.Load(); got != 1 {
+		t.Errorf("4 heartbeats opened %d heartbeat streams; want 1", got)
+	}
+	if got := b.pipelineStreams.Load(); got != 0 {
+		t.Errorf("heartbeats opened %d pipeline streams; want 0", got)
 	}
 }
 
@@ -221,33 +224,75 @@ func TestTransportHeartbeatTimeout(t *testing.T) {
 	if err := ta.AppendEntries("b", target, transportTestHeartbeat(a), resp); err != nil || !resp.Success {
 		t.Errorf("heartbeat after a timeout = %v, %+v; want success", err, resp)
 	}
-	if got := b.pipelineStreams.Load(); got != 2 {
-		t.Errorf("%d streams opened; want 2 (one replaced after the timeout)", got)
+	if got := b.heartbeatStreams.Load(); got != 2 {
+		t.Errorf("%d heartbeat streams opened; want 2 (one replaced after the timeout)", got)
 	}
 }
 
-// TestTransportIdleStreamEndsWithGroup checks that a heartbeat stream left
-// idle, as a leader that stepped down leaves it, ends on the serving side as
-// soon as its group closes there.
+// TestTransportIdleStreamEndsWithGroup checks that an idle pipeline stream,
+// as a leader that stepped down leaves it, ends on the serving side as soon
+// as its group closes there; and that the heartbeat stream, which serves
+// every group, ends there when the last group closes (so that a node
+// shutting down can stop its server gracefully), and the sender opens a new
+// one when needed.
 func TestTransportIdleStreamEndsWithGroup(t *testing.T) {
-	a := newTransportTestNode(t, MuxConfig{})
+	a := newTransportTestNode(t, MuxConfig{CoalesceWindow: -1})
 	b := newTransportTestNode(t, MuxConfig{})
 	ta := a.transport(t, 1)
 	tb := b.transport(t, 1)
-	tb.SetHeartbeatHandler(func(rpc raft.RPC) { rpc.Respond(&raft.AppendEntriesResponse{Success: true}, nil) })
-	if err := ta.AppendEntries("b", raft.ServerAddress(b.addr), transportTestHeartbeat(a), new(raft.AppendEntriesResponse)); err != nil {
+	tb2 := b.transport(t, 2)
+	target := raft.ServerAddress(b.addr)
+	transportServeRPCs(t, tb, func(rpc raft.RPC) { rpc.Respond(&raft.AppendEntriesResponse{Success: true}, nil) })
+	ok := func(rpc raft.RPC) { rpc.Respond(&raft.AppendEntriesResponse{Success: true}, nil) }
+	tb.SetHeartbeatHandler(ok)
+	tb2.SetHeartbeatHandler(ok)
+
+	p, err := ta.AppendEntriesPipeline("b", target)
+	if err != nil {
+		t.Fatalf("AppendEntriesPipeline: %v", err)
+	}
+	defer p.Close()
+	if _, err := p.AppendEntries(&raft.AppendEntriesRequest{Term: 1, PrevLogEntry: 1}, new(raft.AppendEntriesResponse)); err != nil {
+		t.Fatalf("pipeline AppendEntries: %v", err)
+	}
+	if f := transportWithin(t, transportTestWait, "pipeline response", func() raft.AppendFuture { return <-p.Consumer() }); f.Error() != nil {
+		t.Fatalf("pipeline response: %v", f.Error())
+	}
+	if err := ta.AppendEntries("b", target, transportTestHeartbeat(a), new(raft.AppendEntriesResponse)); err != nil {
 		t.Fatalf("heartbeat: %v", err)
 	}
-	if got := b.activePipelines.Load(); got != 1 {
-		t.Fatalf("%d stream handlers running after a heartbeat; want 1", got)
+	if np, nh := b.activePipelines.Load(), b.activeHeartbeats.Load(); np != 1 || nh != 1 {
+		t.Fatalf("%d pipeline and %d heartbeat handlers running; want 1 and 1", np, nh)
 	}
+
 	tb.Close()
-	transportEventually(t, transportTestWait, "the idle stream's handler to end", func() error {
+	transportEventually(t, transportTestWait, "the idle pipeline's handler to end", func() error {
 		if n := b.activePipelines.Load(); n != 0 {
 			return fmt.Errorf("%d running", n)
 		}
 		return nil
 	})
+	if n := b.activeHeartbeats.Load(); n != 1 {
+		t.Errorf("%d heartbeat handlers running while group 2 is open; want 1", n)
+	}
+
+	tb2.Close()
+	transportEventually(t, transportTestWait, "the heartbeat stream's handler to end", func() error {
+		if n := b.activeHeartbeats.Load(); n != 0 {
+			return fmt.Errorf("%d running", n)
+		}
+		return nil
+	})
+
+	// The sender notices and opens a new stream for its next heartbeat.
+	tb3 := b.transport(t, 1)
+	tb3.SetHeartbeatHandler(ok)
+	transportEventually(t, transportTestWait, "a heartbeat on a new stream", func() error {
+		return ta.AppendEntries("b", target, transportTestHeartbeat(a), new(raft.AppendEntriesResponse))
+	})
+	if got := b.heartbeatStreams.Load(); got != 2 {
+		t.Errorf("%d heartbeat streams opened; want 2", got)
+	}
 }
 
 // TestTransportUnknownGroup checks that every RPC for a group the node does
@@ -383,6 +428,8 @@ func TestTransportConfig(t *testing.T) {
 		{LocalAddr: "x:1", SnapshotTimeoutScale: -1},
 		{LocalAddr: "x:1", SnapshotChunkSize: 4 << 20},
 		{LocalAddr: "x:1", MaxInFlight: -1},
+		{LocalAddr: "x:1", RPCTimeout: time.Second, CoalesceWindow: time.Second},
+		{LocalAddr: "x:1", CoalesceWindow: DefaultRPCTimeout},
 	}
 	for _, cfg := range bad {
 		if cfg.Validate() == nil {

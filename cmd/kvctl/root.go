@@ -87,6 +87,7 @@ func newRootCommand(lookupEnv func(string) (string, bool)) *cobra.Command {
 		newGetCommand(a),
 		newDelCommand(a),
 		newClusterCommand(a),
+		newBenchCommand(a),
 	)
 	return root
 }

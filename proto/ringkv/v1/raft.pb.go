@@ -354,6 +354,189 @@ func (x *AppendEntriesResponse) GetError() string {
 	return ""
 }
 
+type HeartbeatBatch struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// id names the batch on its stream; the sender never reuses one there.
+	Id uint64 `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	// requests are heartbeats (AppendEntries without entries), each naming
+	// its group.
+	Requests      []*AppendEntriesRequest `protobuf:"bytes,2,rep,name=requests,proto3" json:"requests,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HeartbeatBatch) Reset() {
+	*x = HeartbeatBatch{}
+	mi := &file_ringkv_v1_raft_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HeartbeatBatch) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HeartbeatBatch) ProtoMessage() {}
+
+func (x *HeartbeatBatch) ProtoReflect() protoreflect.Message {
+	mi := &file_ringkv_v1_raft_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HeartbeatBatch.ProtoReflect.Descriptor instead.
+func (*HeartbeatBatch) Descriptor() ([]byte, []int) {
+	return file_ringkv_v1_raft_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *HeartbeatBatch) GetId() uint64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *HeartbeatBatch) GetRequests() []*AppendEntriesRequest {
+	if x != nil {
+		return x.Requests
+	}
+	return nil
+}
+
+type HeartbeatBatchResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// batch is the id of the batch whose heartbeats are answered.
+	Batch         uint64             `protobuf:"varint,1,opt,name=batch,proto3" json:"batch,omitempty"`
+	Results       []*HeartbeatResult `protobuf:"bytes,2,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HeartbeatBatchResponse) Reset() {
+	*x = HeartbeatBatchResponse{}
+	mi := &file_ringkv_v1_raft_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HeartbeatBatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HeartbeatBatchResponse) ProtoMessage() {}
+
+func (x *HeartbeatBatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ringkv_v1_raft_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HeartbeatBatchResponse.ProtoReflect.Descriptor instead.
+func (*HeartbeatBatchResponse) Descriptor() ([]byte, []int) {
+	return file_ringkv_v1_raft_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *HeartbeatBatchResponse) GetBatch() uint64 {
+	if x != nil {
+		return x.Batch
+	}
+	return 0
+}
+
+func (x *HeartbeatBatchResponse) GetResults() []*HeartbeatResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+// HeartbeatResult answers one heartbeat of a batch.
+type HeartbeatResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// index is the heartbeat's position in the batch's requests.
+	Index uint32 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	// response is Raft's answer; its error field carries Raft's own error.
+	// Unset when code is set.
+	Response *AppendEntriesResponse `protobuf:"bytes,2,opt,name=response,proto3" json:"response,omitempty"`
+	// code, when not 0 (OK), is the gRPC status code of a heartbeat that did
+	// not reach Raft or was not answered in time (e.g. InvalidArgument for a
+	// group the peer does not host); message is the status message.
+	Code          uint32 `protobuf:"varint,3,opt,name=code,proto3" json:"code,omitempty"`
+	Message       string `protobuf:"bytes,4,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HeartbeatResult) Reset() {
+	*x = HeartbeatResult{}
+	mi := &file_ringkv_v1_raft_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HeartbeatResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HeartbeatResult) ProtoMessage() {}
+
+func (x *HeartbeatResult) ProtoReflect() protoreflect.Message {
+	mi := &file_ringkv_v1_raft_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HeartbeatResult.ProtoReflect.Descriptor instead.
+func (*HeartbeatResult) Descriptor() ([]byte, []int) {
+	return file_ringkv_v1_raft_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *HeartbeatResult) GetIndex() uint32 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *HeartbeatResult) GetResponse() *AppendEntriesResponse {
+	if x != nil {
+		return x.Response
+	}
+	return nil
+}
+
+func (x *HeartbeatResult) GetCode() uint32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *HeartbeatResult) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 type RequestVoteRequest struct {
 	state              protoimpl.MessageState `protogen:"open.v1"`
 	Group              uint64                 `protobuf:"varint,1,opt,name=group,proto3" json:"group,omitempty"`
@@ -369,7 +552,7 @@ type RequestVoteRequest struct {
 
 func (x *RequestVoteRequest) Reset() {
 	*x = RequestVoteRequest{}
-	mi := &file_ringkv_v1_raft_proto_msgTypes[4]
+	mi := &file_ringkv_v1_raft_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -381,7 +564,7 @@ func (x *RequestVoteRequest) String() string {
 func (*RequestVoteRequest) ProtoMessage() {}
 
 func (x *RequestVoteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ringkv_v1_raft_proto_msgTypes[4]
+	mi := &file_ringkv_v1_raft_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -394,7 +577,7 @@ func (x *RequestVoteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestVoteRequest.ProtoReflect.Descriptor instead.
 func (*RequestVoteRequest) Descriptor() ([]byte, []int) {
-	return file_ringkv_v1_raft_proto_rawDescGZIP(), []int{4}
+	return file_ringkv_v1_raft_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RequestVoteRequest) GetGroup() uint64 {
@@ -458,7 +641,7 @@ type RequestVoteResponse struct {
 
 func (x *RequestVoteResponse) Reset() {
 	*x = RequestVoteResponse{}
-	mi := &file_ringkv_v1_raft_proto_msgTypes[5]
+	mi := &file_ringkv_v1_raft_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -470,7 +653,7 @@ func (x *RequestVoteResponse) String() string {
 func (*RequestVoteResponse) ProtoMessage() {}
 
 func (x *RequestVoteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ringkv_v1_raft_proto_msgTypes[5]
+	mi := &file_ringkv_v1_raft_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -483,7 +666,7 @@ func (x *RequestVoteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestVoteResponse.ProtoReflect.Descriptor instead.
 func (*RequestVoteResponse) Descriptor() ([]byte, []int) {
-	return file_ringkv_v1_raft_proto_rawDescGZIP(), []int{5}
+	return file_ringkv_v1_raft_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RequestVoteResponse) GetHeader() *RaftHeader {
@@ -527,7 +710,7 @@ type RequestPreVoteRequest struct {
 
 func (x *RequestPreVoteRequest) Reset() {
 	*x = RequestPreVoteRequest{}
-	mi := &file_ringkv_v1_raft_proto_msgTypes[6]
+	mi := &file_ringkv_v1_raft_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -539,7 +722,7 @@ func (x *RequestPreVoteRequest) String() string {
 func (*RequestPreVoteRequest) ProtoMessage() {}
 
 func (x *RequestPreVoteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ringkv_v1_raft_proto_msgTypes[6]
+	mi := &file_ringkv_v1_raft_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -552,7 +735,7 @@ func (x *RequestPreVoteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestPreVoteRequest.ProtoReflect.Descriptor instead.
 func (*RequestPreVoteRequest) Descriptor() ([]byte, []int) {
-	return file_ringkv_v1_raft_proto_rawDescGZIP(), []int{6}
+	return file_ringkv_v1_raft_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RequestPreVoteRequest) GetGroup() uint64 {
@@ -601,7 +784,7 @@ type RequestPreVoteResponse struct {
 
 func (x *RequestPreVoteResponse) Reset() {
 	*x = RequestPreVoteResponse{}
-	mi := &file_ringkv_v1_raft_proto_msgTypes[7]
+	mi := &file_ringkv_v1_raft_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -613,7 +796,7 @@ func (x *RequestPreVoteResponse) String() string {
 func (*RequestPreVoteResponse) ProtoMessage() {}
 
 func (x *RequestPreVoteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ringkv_v1_raft_proto_msgTypes[7]
+	mi := &file_ringkv_v1_raft_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -626,7 +809,7 @@ func (x *RequestPreVoteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestPreVoteResponse.ProtoReflect.Descriptor instead.
 func (*RequestPreVoteResponse) Descriptor() ([]byte, []int) {
-	return file_ringkv_v1_raft_proto_rawDescGZIP(), []int{7}
+	return file_ringkv_v1_raft_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RequestPreVoteResponse) GetHeader() *RaftHeader {
@@ -660,7 +843,7 @@ type TimeoutNowRequest struct {
 
 func (x *TimeoutNowRequest) Reset() {
 	*x = TimeoutNowRequest{}
-	mi := &file_ringkv_v1_raft_proto_msgTypes[8]
+	mi := &file_ringkv_v1_raft_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -672,7 +855,7 @@ func (x *TimeoutNowRequest) String() string {
 func (*TimeoutNowRequest) ProtoMessage() {}
 
 func (x *TimeoutNowRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ringkv_v1_raft_proto_msgTypes[8]
+	mi := &file_ringkv_v1_raft_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -685,7 +868,7 @@ func (x *TimeoutNowRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TimeoutNowRequest.ProtoReflect.Descriptor instead.
 func (*TimeoutNowRequest) Descriptor() ([]byte, []int) {
-	return file_ringkv_v1_raft_proto_rawDescGZIP(), []int{8}
+	return file_ringkv_v1_raft_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *TimeoutNowRequest) GetGroup() uint64 {
@@ -711,7 +894,7 @@ type TimeoutNowResponse struct {
 
 func (x *TimeoutNowResponse) Reset() {
 	*x = TimeoutNowResponse{}
-	mi := &file_ringkv_v1_raft_proto_msgTypes[9]
+	mi := &file_ringkv_v1_raft_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -723,7 +906,7 @@ func (x *TimeoutNowResponse) String() string {
 func (*TimeoutNowResponse) ProtoMessage() {}
 
 func (x *TimeoutNowResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ringkv_v1_raft_proto_msgTypes[9]
+	mi := &file_ringkv_v1_raft_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -736,7 +919,7 @@ func (x *TimeoutNowResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TimeoutNowResponse.ProtoReflect.Descriptor instead.
 func (*TimeoutNowResponse) Descriptor() ([]byte, []int) {
-	return file_ringkv_v1_raft_proto_rawDescGZIP(), []int{9}
+	return file_ringkv_v1_raft_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *TimeoutNowResponse) GetHeader() *RaftHeader {
@@ -765,7 +948,7 @@ type InstallSnapshotRequest struct {
 
 func (x *InstallSnapshotRequest) Reset() {
 	*x = InstallSnapshotRequest{}
-	mi := &file_ringkv_v1_raft_proto_msgTypes[10]
+	mi := &file_ringkv_v1_raft_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -777,7 +960,7 @@ func (x *InstallSnapshotRequest) String() string {
 func (*InstallSnapshotRequest) ProtoMessage() {}
 
 func (x *InstallSnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ringkv_v1_raft_proto_msgTypes[10]
+	mi := &file_ringkv_v1_raft_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -790,7 +973,7 @@ func (x *InstallSnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstallSnapshotRequest.ProtoReflect.Descriptor instead.
 func (*InstallSnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_ringkv_v1_raft_proto_rawDescGZIP(), []int{10}
+	return file_ringkv_v1_raft_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *InstallSnapshotRequest) GetGroup() uint64 {
@@ -881,7 +1064,7 @@ type InstallSnapshotChunk struct {
 
 func (x *InstallSnapshotChunk) Reset() {
 	*x = InstallSnapshotChunk{}
-	mi := &file_ringkv_v1_raft_proto_msgTypes[11]
+	mi := &file_ringkv_v1_raft_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -893,7 +1076,7 @@ func (x *InstallSnapshotChunk) String() string {
 func (*InstallSnapshotChunk) ProtoMessage() {}
 
 func (x *InstallSnapshotChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_ringkv_v1_raft_proto_msgTypes[11]
+	mi := &file_ringkv_v1_raft_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -906,7 +1089,7 @@ func (x *InstallSnapshotChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstallSnapshotChunk.ProtoReflect.Descriptor instead.
 func (*InstallSnapshotChunk) Descriptor() ([]byte, []int) {
-	return file_ringkv_v1_raft_proto_rawDescGZIP(), []int{11}
+	return file_ringkv_v1_raft_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *InstallSnapshotChunk) GetRequest() *InstallSnapshotRequest {
@@ -934,7 +1117,7 @@ type InstallSnapshotResponse struct {
 
 func (x *InstallSnapshotResponse) Reset() {
 	*x = InstallSnapshotResponse{}
-	mi := &file_ringkv_v1_raft_proto_msgTypes[12]
+	mi := &file_ringkv_v1_raft_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -946,7 +1129,7 @@ func (x *InstallSnapshotResponse) String() string {
 func (*InstallSnapshotResponse) ProtoMessage() {}
 
 func (x *InstallSnapshotResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ringkv_v1_raft_proto_msgTypes[12]
+	mi := &file_ringkv_v1_raft_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -959,7 +1142,7 @@ func (x *InstallSnapshotResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InstallSnapshotResponse.ProtoReflect.Descriptor instead.
 func (*InstallSnapshotResponse) Descriptor() ([]byte, []int) {
-	return file_ringkv_v1_raft_proto_rawDescGZIP(), []int{12}
+	return file_ringkv_v1_raft_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *InstallSnapshotResponse) GetHeader() *RaftHeader {
@@ -1017,7 +1200,18 @@ const file_ringkv_v1_raft_proto_rawDesc = "" +
 	"\blast_log\x18\x03 \x01(\x04R\alastLog\x12\x18\n" +
 	"\asuccess\x18\x04 \x01(\bR\asuccess\x12(\n" +
 	"\x10no_retry_backoff\x18\x05 \x01(\bR\x0enoRetryBackoff\x12\x14\n" +
-	"\x05error\x18\x06 \x01(\tR\x05error\"\x86\x02\n" +
+	"\x05error\x18\x06 \x01(\tR\x05error\"]\n" +
+	"\x0eHeartbeatBatch\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x04R\x02id\x12;\n" +
+	"\brequests\x18\x02 \x03(\v2\x1f.ringkv.v1.AppendEntriesRequestR\brequests\"d\n" +
+	"\x16HeartbeatBatchResponse\x12\x14\n" +
+	"\x05batch\x18\x01 \x01(\x04R\x05batch\x124\n" +
+	"\aresults\x18\x02 \x03(\v2\x1a.ringkv.v1.HeartbeatResultR\aresults\"\x93\x01\n" +
+	"\x0fHeartbeatResult\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\rR\x05index\x12<\n" +
+	"\bresponse\x18\x02 \x01(\v2 .ringkv.v1.AppendEntriesResponseR\bresponse\x12\x12\n" +
+	"\x04code\x18\x03 \x01(\rR\x04code\x12\x18\n" +
+	"\amessage\x18\x04 \x01(\tR\amessage\"\x86\x02\n" +
 	"\x12RequestVoteRequest\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\x04R\x05group\x12-\n" +
 	"\x06header\x18\x02 \x01(\v2\x15.ringkv.v1.RaftHeaderR\x06header\x12\x12\n" +
@@ -1065,10 +1259,12 @@ const file_ringkv_v1_raft_proto_rawDesc = "" +
 	"\x17InstallSnapshotResponse\x12-\n" +
 	"\x06header\x18\x01 \x01(\v2\x15.ringkv.v1.RaftHeaderR\x06header\x12\x12\n" +
 	"\x04term\x18\x02 \x01(\x04R\x04term\x12\x18\n" +
-	"\asuccess\x18\x03 \x01(\bR\asuccess2\x8d\x04\n" +
+	"\asuccess\x18\x03 \x01(\bR\asuccess2\xdd\x04\n" +
 	"\rRaftTransport\x12R\n" +
 	"\rAppendEntries\x12\x1f.ringkv.v1.AppendEntriesRequest\x1a .ringkv.v1.AppendEntriesResponse\x12^\n" +
-	"\x15AppendEntriesPipeline\x12\x1f.ringkv.v1.AppendEntriesRequest\x1a .ringkv.v1.AppendEntriesResponse(\x010\x01\x12L\n" +
+	"\x15AppendEntriesPipeline\x12\x1f.ringkv.v1.AppendEntriesRequest\x1a .ringkv.v1.AppendEntriesResponse(\x010\x01\x12N\n" +
+	"\n" +
+	"Heartbeats\x12\x19.ringkv.v1.HeartbeatBatch\x1a!.ringkv.v1.HeartbeatBatchResponse(\x010\x01\x12L\n" +
 	"\vRequestVote\x12\x1d.ringkv.v1.RequestVoteRequest\x1a\x1e.ringkv.v1.RequestVoteResponse\x12U\n" +
 	"\x0eRequestPreVote\x12 .ringkv.v1.RequestPreVoteRequest\x1a!.ringkv.v1.RequestPreVoteResponse\x12I\n" +
 	"\n" +
@@ -1087,52 +1283,60 @@ func file_ringkv_v1_raft_proto_rawDescGZIP() []byte {
 	return file_ringkv_v1_raft_proto_rawDescData
 }
 
-var file_ringkv_v1_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_ringkv_v1_raft_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_ringkv_v1_raft_proto_goTypes = []any{
 	(*RaftHeader)(nil),              // 0: ringkv.v1.RaftHeader
 	(*RaftLog)(nil),                 // 1: ringkv.v1.RaftLog
 	(*AppendEntriesRequest)(nil),    // 2: ringkv.v1.AppendEntriesRequest
 	(*AppendEntriesResponse)(nil),   // 3: ringkv.v1.AppendEntriesResponse
-	(*RequestVoteRequest)(nil),      // 4: ringkv.v1.RequestVoteRequest
-	(*RequestVoteResponse)(nil),     // 5: ringkv.v1.RequestVoteResponse
-	(*RequestPreVoteRequest)(nil),   // 6: ringkv.v1.RequestPreVoteRequest
-	(*RequestPreVoteResponse)(nil),  // 7: ringkv.v1.RequestPreVoteResponse
-	(*TimeoutNowRequest)(nil),       // 8: ringkv.v1.TimeoutNowRequest
-	(*TimeoutNowResponse)(nil),      // 9: ringkv.v1.TimeoutNowResponse
-	(*InstallSnapshotRequest)(nil),  // 10: ringkv.v1.InstallSnapshotRequest
-	(*InstallSnapshotChunk)(nil),    // 11: ringkv.v1.InstallSnapshotChunk
-	(*InstallSnapshotResponse)(nil), // 12: ringkv.v1.InstallSnapshotResponse
+	(*HeartbeatBatch)(nil),          // 4: ringkv.v1.HeartbeatBatch
+	(*HeartbeatBatchResponse)(nil),  // 5: ringkv.v1.HeartbeatBatchResponse
+	(*HeartbeatResult)(nil),         // 6: ringkv.v1.HeartbeatResult
+	(*RequestVoteRequest)(nil),      // 7: ringkv.v1.RequestVoteRequest
+	(*RequestVoteResponse)(nil),     // 8: ringkv.v1.RequestVoteResponse
+	(*RequestPreVoteRequest)(nil),   // 9: ringkv.v1.RequestPreVoteRequest
+	(*RequestPreVoteResponse)(nil),  // 10: ringkv.v1.RequestPreVoteResponse
+	(*TimeoutNowRequest)(nil),       // 11: ringkv.v1.TimeoutNowRequest
+	(*TimeoutNowResponse)(nil),      // 12: ringkv.v1.TimeoutNowResponse
+	(*InstallSnapshotRequest)(nil),  // 13: ringkv.v1.InstallSnapshotRequest
+	(*InstallSnapshotChunk)(nil),    // 14: ringkv.v1.InstallSnapshotChunk
+	(*InstallSnapshotResponse)(nil), // 15: ringkv.v1.InstallSnapshotResponse
 }
 var file_ringkv_v1_raft_proto_depIdxs = []int32{
 	0,  // 0: ringkv.v1.AppendEntriesRequest.header:type_name -> ringkv.v1.RaftHeader
 	1,  // 1: ringkv.v1.AppendEntriesRequest.entries:type_name -> ringkv.v1.RaftLog
 	0,  // 2: ringkv.v1.AppendEntriesResponse.header:type_name -> ringkv.v1.RaftHeader
-	0,  // 3: ringkv.v1.RequestVoteRequest.header:type_name -> ringkv.v1.RaftHeader
-	0,  // 4: ringkv.v1.RequestVoteResponse.header:type_name -> ringkv.v1.RaftHeader
-	0,  // 5: ringkv.v1.RequestPreVoteRequest.header:type_name -> ringkv.v1.RaftHeader
-	0,  // 6: ringkv.v1.RequestPreVoteResponse.header:type_name -> ringkv.v1.RaftHeader
-	0,  // 7: ringkv.v1.TimeoutNowRequest.header:type_name -> ringkv.v1.RaftHeader
-	0,  // 8: ringkv.v1.TimeoutNowResponse.header:type_name -> ringkv.v1.RaftHeader
-	0,  // 9: ringkv.v1.InstallSnapshotRequest.header:type_name -> ringkv.v1.RaftHeader
-	10, // 10: ringkv.v1.InstallSnapshotChunk.request:type_name -> ringkv.v1.InstallSnapshotRequest
-	0,  // 11: ringkv.v1.InstallSnapshotResponse.header:type_name -> ringkv.v1.RaftHeader
-	2,  // 12: ringkv.v1.RaftTransport.AppendEntries:input_type -> ringkv.v1.AppendEntriesRequest
-	2,  // 13: ringkv.v1.RaftTransport.AppendEntriesPipeline:input_type -> ringkv.v1.AppendEntriesRequest
-	4,  // 14: ringkv.v1.RaftTransport.RequestVote:input_type -> ringkv.v1.RequestVoteRequest
-	6,  // 15: ringkv.v1.RaftTransport.RequestPreVote:input_type -> ringkv.v1.RequestPreVoteRequest
-	8,  // 16: ringkv.v1.RaftTransport.TimeoutNow:input_type -> ringkv.v1.TimeoutNowRequest
-	11, // 17: ringkv.v1.RaftTransport.InstallSnapshot:input_type -> ringkv.v1.InstallSnapshotChunk
-	3,  // 18: ringkv.v1.RaftTransport.AppendEntries:output_type -> ringkv.v1.AppendEntriesResponse
-	3,  // 19: ringkv.v1.RaftTransport.AppendEntriesPipeline:output_type -> ringkv.v1.AppendEntriesResponse
-	5,  // 20: ringkv.v1.RaftTransport.RequestVote:output_type -> ringkv.v1.RequestVoteResponse
-	7,  // 21: ringkv.v1.RaftTransport.RequestPreVote:output_type -> ringkv.v1.RequestPreVoteResponse
-	9,  // 22: ringkv.v1.RaftTransport.TimeoutNow:output_type -> ringkv.v1.TimeoutNowResponse
-	12, // 23: ringkv.v1.RaftTransport.InstallSnapshot:output_type -> ringkv.v1.InstallSnapshotResponse
-	18, // [18:24] is the sub-list for method output_type
-	12, // [12:18] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	2,  // 3: ringkv.v1.HeartbeatBatch.requests:type_name -> ringkv.v1.AppendEntriesRequest
+	6,  // 4: ringkv.v1.HeartbeatBatchResponse.results:type_name -> ringkv.v1.HeartbeatResult
+	3,  // 5: ringkv.v1.HeartbeatResult.response:type_name -> ringkv.v1.AppendEntriesResponse
+	0,  // 6: ringkv.v1.RequestVoteRequest.header:type_name -> ringkv.v1.RaftHeader
+	0,  // 7: ringkv.v1.RequestVoteResponse.header:type_name -> ringkv.v1.RaftHeader
+	0,  // 8: ringkv.v1.RequestPreVoteRequest.header:type_name -> ringkv.v1.RaftHeader
+	0,  // 9: ringkv.v1.RequestPreVoteResponse.header:type_name -> ringkv.v1.RaftHeader
+	0,  // 10: ringkv.v1.TimeoutNowRequest.header:type_name -> ringkv.v1.RaftHeader
+	0,  // 11: ringkv.v1.TimeoutNowResponse.header:type_name -> ringkv.v1.RaftHeader
+	0,  // 12: ringkv.v1.InstallSnapshotRequest.header:type_name -> ringkv.v1.RaftHeader
+	13, // 13: ringkv.v1.InstallSnapshotChunk.request:type_name -> ringkv.v1.InstallSnapshotRequest
+	0,  // 14: ringkv.v1.InstallSnapshotResponse.header:type_name -> ringkv.v1.RaftHeader
+	2,  // 15: ringkv.v1.RaftTransport.AppendEntries:input_type -> ringkv.v1.AppendEntriesRequest
+	2,  // 16: ringkv.v1.RaftTransport.AppendEntriesPipeline:input_type -> ringkv.v1.AppendEntriesRequest
+	4,  // 17: ringkv.v1.RaftTransport.Heartbeats:input_type -> ringkv.v1.HeartbeatBatch
+	7,  // 18: ringkv.v1.RaftTransport.RequestVote:input_type -> ringkv.v1.RequestVoteRequest
+	9,  // 19: ringkv.v1.RaftTransport.RequestPreVote:input_type -> ringkv.v1.RequestPreVoteRequest
+	11, // 20: ringkv.v1.RaftTransport.TimeoutNow:input_type -> ringkv.v1.TimeoutNowRequest
+	14, // 21: ringkv.v1.RaftTransport.InstallSnapshot:input_type -> ringkv.v1.InstallSnapshotChunk
+	3,  // 22: ringkv.v1.RaftTransport.AppendEntries:output_type -> ringkv.v1.AppendEntriesResponse
+	3,  // 23: ringkv.v1.RaftTransport.AppendEntriesPipeline:output_type -> ringkv.v1.AppendEntriesResponse
+	5,  // 24: ringkv.v1.RaftTransport.Heartbeats:output_type -> ringkv.v1.HeartbeatBatchResponse
+	8,  // 25: ringkv.v1.RaftTransport.RequestVote:output_type -> ringkv.v1.RequestVoteResponse
+	10, // 26: ringkv.v1.RaftTransport.RequestPreVote:output_type -> ringkv.v1.RequestPreVoteResponse
+	12, // 27: ringkv.v1.RaftTransport.TimeoutNow:output_type -> ringkv.v1.TimeoutNowResponse
+	15, // 28: ringkv.v1.RaftTransport.InstallSnapshot:output_type -> ringkv.v1.InstallSnapshotResponse
+	22, // [22:29] is the sub-list for method output_type
+	15, // [15:22] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_ringkv_v1_raft_proto_init() }
@@ -1146,7 +1350,7 @@ func file_ringkv_v1_raft_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ringkv_v1_raft_proto_rawDesc), len(file_ringkv_v1_raft_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -25,6 +25,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	RaftTransport_AppendEntries_FullMethodName         = "/ringkv.v1.RaftTransport/AppendEntries"
 	RaftTransport_AppendEntriesPipeline_FullMethodName = "/ringkv.v1.RaftTransport/AppendEntriesPipeline"
+	RaftTransport_Heartbeats_FullMethodName            = "/ringkv.v1.RaftTransport/Heartbeats"
 	RaftTransport_RequestVote_FullMethodName           = "/ringkv.v1.RaftTransport/RequestVote"
 	RaftTransport_RequestPreVote_FullMethodName        = "/ringkv.v1.RaftTransport/RequestPreVote"
 	RaftTransport_TimeoutNow_FullMethodName            = "/ringkv.v1.RaftTransport/TimeoutNow"
@@ -39,6 +40,13 @@ type RaftTransportClient interface {
 	// AppendEntriesPipeline carries pipelined AppendEntries of one group to one
 	// peer; responses come back in request order.
 	AppendEntriesPipeline(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[AppendEntriesRequest, AppendEntriesResponse], error)
+	// Heartbeats carries the heartbeats of every group from one node to one
+	// peer node, coalesced: a HeartbeatBatch holds heartbeats of any number of
+	// groups. The peer answers every heartbeat of a batch exactly once, in a
+	// HeartbeatBatchResponse naming the batch. Heartbeats that complete
+	// together are answered in one message; a slow group's heartbeat may be
+	// answered in a later message than the rest of its batch.
+	Heartbeats(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[HeartbeatBatch, HeartbeatBatchResponse], error)
 	RequestVote(ctx context.Context, in *RequestVoteRequest, opts ...grpc.CallOption) (*RequestVoteResponse, error)
 	RequestPreVote(ctx context.Context, in *RequestPreVoteRequest, opts ...grpc.CallOption) (*RequestPreVoteResponse, error)
 	TimeoutNow(ctx context.Context, in *TimeoutNowRequest, opts ...grpc.CallOption) (*TimeoutNowResponse, error)
@@ -78,6 +86,19 @@ func (c *raftTransportClient) AppendEntriesPipeline(ctx context.Context, opts ..
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type RaftTransport_AppendEntriesPipelineClient = grpc.BidiStreamingClient[AppendEntriesRequest, AppendEntriesResponse]
 
+func (c *raftTransportClient) Heartbeats(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[HeartbeatBatch, HeartbeatBatchResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &RaftTransport_ServiceDesc.Streams[1], RaftTransport_Heartbeats_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[HeartbeatBatch, HeartbeatBatchResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type RaftTransport_HeartbeatsClient = grpc.BidiStreamingClient[HeartbeatBatch, HeartbeatBatchResponse]
+
 func (c *raftTransportClient) RequestVote(ctx context.Context, in *RequestVoteRequest, opts ...grpc.CallOption) (*RequestVoteResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(RequestVoteResponse)
@@ -110,7 +131,7 @@ func (c *raftTransportClient) TimeoutNow(ctx context.Context, in *TimeoutNowRequ
 
 func (c *raftTransportClient) InstallSnapshot(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[InstallSnapshotChunk, InstallSnapshotResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &RaftTransport_ServiceDesc.Streams[1], RaftTransport_InstallSnapshot_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &RaftTransport_ServiceDesc.Streams[2], RaftTransport_InstallSnapshot_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -129,6 +150,13 @@ type RaftTransportServer interface {
 	// AppendEntriesPipeline carries pipelined AppendEntries of one group to one
 	// peer; responses come back in request order.
 	AppendEntriesPipeline(grpc.BidiStreamingServer[AppendEntriesRequest, AppendEntriesResponse]) error
+	// Heartbeats carries the heartbeats of every group from one node to one
+	// peer node, coalesced: a HeartbeatBatch holds heartbeats of any number of
+	// groups. The peer answers every heartbeat of a batch exactly once, in a
+	// HeartbeatBatchResponse naming the batch. Heartbeats that complete
+	// together are answered in one message; a slow group's heartbeat may be
+	// answered in a later message than the rest of its batch.
+	Heartbeats(grpc.BidiStreamingServer[HeartbeatBatch, HeartbeatBatchResponse]) error
 	RequestVote(context.Context, *RequestVoteRequest) (*RequestVoteResponse, error)
 	RequestPreVote(context.Context, *RequestPreVoteRequest) (*RequestPreVoteResponse, error)
 	TimeoutNow(context.Context, *TimeoutNowRequest) (*TimeoutNowResponse, error)
@@ -150,6 +178,9 @@ func (UnimplementedRaftTransportServer) AppendEntries(context.Context, *AppendEn
 }
 func (UnimplementedRaftTransportServer) AppendEntriesPipeline(grpc.BidiStreamingServer[AppendEntriesRequest, AppendEntriesResponse]) error {
 	return status.Error(codes.Unimplemented, "method AppendEntriesPipeline not implemented")
+}
+func (UnimplementedRaftTransportServer) Heartbeats(grpc.BidiStreamingServer[HeartbeatBatch, HeartbeatBatchResponse]) error {
+	return status.Error(codes.Unimplemented, "method Heartbeats not implemented")
 }
 func (UnimplementedRaftTransportServer) RequestVote(context.Context, *RequestVoteRequest) (*RequestVoteResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method RequestVote not implemented")
@@ -208,6 +239,13 @@ func _RaftTransport_AppendEntriesPipeline_Handler(srv interface{}, stream grpc.S
 
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type RaftTransport_AppendEntriesPipelineServer = grpc.BidiStreamingServer[AppendEntriesRequest, AppendEntriesResponse]
+
+func _RaftTransport_Heartbeats_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(RaftTransportServer).Heartbeats(&grpc.GenericServerStream[HeartbeatBatch, HeartbeatBatchResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type RaftTransport_HeartbeatsServer = grpc.BidiStreamingServer[HeartbeatBatch, HeartbeatBatchResponse]
 
 func _RaftTransport_RequestVote_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(RequestVoteRequest)
@@ -298,6 +336,12 @@ var RaftTransport_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "AppendEntriesPipeline",
 			Handler:       _RaftTransport_AppendEntriesPipeline_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "Heartbeats",
+			Handler:       _RaftTransport_Heartbeats_Handler,
 			ServerStreams: true,
 			ClientStreams: true,
 		},

@@ -125,7 +125,7 @@ func TestCheckSet(t *testing.T) {
 		sw("c", "vc", unknown), sr("c", "vc", ok), // unknown, present
 		sw("d", "vd", unknown), sr("d", "", ok), // unknown, absent
 		sw("e", "ve", fail), sr("e", "ve", ok), // phantom: failed write present
-		sr("f", "vf", ok), // phantom: never written
+		sr("f", "vf", ok),                       // phantom: never written
 		sw("g", "vg", ok), sr("g", "other", ok), // corrupt
 		sr("h", "", ok), // never written, absent: fine
 	}

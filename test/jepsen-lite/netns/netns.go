@@ -164,7 +164,7 @@ func Create(ctx context.Context, cfg Config) (*Network, error) {
 	return n, nil
 }
 
-func (n *Network) switchNS() string { return n.cfg.Prefix + "-sw" }
+func (n *Network) switchNS() string   { return n.cfg.Prefix + "-sw" }
 func (n *Network) clientLink() string { return n.cfg.Prefix + "-c" }
 
 func (n *Network) create(ctx context.Context) error {
@@ -365,14 +365,26 @@ func Cleanup(ctx context.Context, prefix string, log *slog.Logger) error {
 		}
 	}
 	// Removing the switch namespace removes the veth's other end and so
-	// this one; a half-made network may have left it alone.
+	// this one, but the kernel does it asynchronously; a half-made network
+	// may have left it alone. Wait until it is gone, so that the next
+	// Create can make it again.
 	link := prefix + "-c"
-	if _, err := run(ctx, log, "", "ip", "link", "show", link); err == nil {
-		if _, err := run(ctx, log, "", "ip", "link", "del", link); err != nil {
-			errs = append(errs, err)
+	deadline := time.Now().Add(10 * time.Second)
+	for linkExists(ctx, log, link) {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			errs = append(errs, fmt.Errorf("netns: link %s still there", link))
+			break
 		}
+		_, _ = run(ctx, log, "", "ip", "link", "del", link) // it may vanish first
+		time.Sleep(100 * time.Millisecond)
 	}
 	return errors.Join(errs...)
+}
+
+// linkExists reports whether the root namespace has a link called name.
+func linkExists(ctx context.Context, log *slog.Logger, name string) bool {
+	_, err := run(ctx, log, "", "ip", "link", "show", name)
+	return err == nil
 }
 
 // killAndWait sends SIGKILL to pid and waits until it is gone or a zombie.

@@ -1,0 +1,44 @@
+package report
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/ringkv/ringkv/test/jepsen-lite/checker"
+	"github.com/ringkv/ringkv/test/jepsen-lite/history"
+)
+
+func TestCountOps(t *testing.T) {
+	ops := []history.Op{
+		{Workload: history.Register, Outcome: history.OK},
+		{Workload: history.Register, Outcome: history.Unknown, Node: "n1"},
+		{Workload: history.Set, Outcome: history.Fail},
+		{Workload: history.Set, Outcome: history.OK, Final: true},
+	}
+	c := CountOps(ops)
+	if c.All != (Counts{Total: 3, OK: 1, Fail: 1, Unknown: 1}) {
+		t.Errorf("all = %+v", c.All)
+	}
+	if c.Register.Total != 2 || c.Set.Total != 1 || c.FinalReads.OK != 1 || c.DirectReads.Unknown != 1 {
+		t.Errorf("counts = %+v", c)
+	}
+}
+
+func TestLineAndTable(t *testing.T) {
+	s := &Summary{Verdict: checker.Invalid, Nemesis: "bridge", Seed: 42, Dir: "runs/x",
+		Register: checker.RegisterResult{Keys: []checker.KeyResult{{Key: "a", Verdict: checker.Invalid}, {Key: "b", Verdict: checker.Valid}}},
+		Set:      checker.SetResult{Lost: []string{"set-1"}, Acknowledged: 7}}
+	if !s.Failed() {
+		t.Error("an invalid run is not Failed")
+	}
+	line := s.Line()
+	for _, want := range []string{"bridge", "seed=42", "INVALID", "1/2 keys not valid", "lost=1", "runs/x"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("Line() = %q; lacks %q", line, want)
+		}
+	}
+	table := Table([]*Summary{s})
+	if !strings.Contains(table, "| bridge | 42 |") || !strings.Contains(table, "| 1/2 | 7 / 1 / 0 | invalid |") {
+		t.Errorf("Table:\n%s", table)
+	}
+}

@@ -1,0 +1,155 @@
+package workload
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+
+	"github.com/ringkv/ringkv/client"
+	"github.com/ringkv/ringkv/shard"
+	"github.com/ringkv/ringkv/test/jepsen-lite/checker"
+	"github.com/ringkv/ringkv/test/jepsen-lite/history"
+)
+
+// memStore is a linearizable in-memory store. With stale set, reads return
+// the value before the last write of the key: a broken read path.
+type memStore struct {
+	stale bool
+
+	mu   sync.Mutex
+	vals map[string]string
+	prev map[string]string
+}
+
+func newMem(stale bool) *memStore {
+	return &memStore{stale: stale, vals: map[string]string{}, prev: map[string]string{}}
+}
+
+func (m *memStore) Get(_ context.Context, key string) (string, bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	vals := m.vals
+	if m.stale {
+		vals = m.prev
+	}
+	v, ok := vals[key]
+	return v, ok, nil
+}
+
+func (m *memStore) Put(_ context.Context, key, value string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if v, ok := m.vals[key]; ok {
+		m.prev[key] = v
+	}
+	m.vals[key] = value
+	return nil
+}
+
+func runRegister(t *testing.T, store ReadWriter) []history.Op {
+	t.Helper()
+	rec := history.NewRecorder(nil)
+	r := &Register{
+		Keys: RegisterKeys(3, 8), Reads: 0.5, DirectReads: 0.5, OpTimeout: time.Second,
+		Think: time.Millisecond, Seed: 1, Clock: history.NewClock(), Recorder: rec,
+	}
+	for range 4 {
+		r.Workers = append(r.Workers, RegisterWorker{Client: store, Direct: store, DirectNode: "n1"})
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	r.Run(ctx)
+	r.FinalReads(context.Background())
+	return rec.Ops()
+}
+
+func TestRegisterAgainstMemory(t *testing.T) {
+	ops := runRegister(t, newMem(false))
+	if len(ops) < 20 {
+		t.Fatalf("only %d operations in 200ms", len(ops))
+	}
+	if res := checker.CheckRegister(ops, 10*time.Second); res.Verdict != checker.Valid {
+		t.Errorf("linearizable store: verdict %s; want %s", res.Verdict, checker.Valid)
+	}
+	if res := checker.CheckRegister(runRegister(t, newMem(true)), 10*time.Second); res.Verdict != checker.Invalid {
+		t.Errorf("stale store: verdict %s; want %s", res.Verdict, checker.Invalid)
+	}
+}
+
+// lossy acknowledges every third write without keeping it.
+type lossy struct {
+	*memStore
+	mu sync.Mutex
+	n  int
+}
+
+func (l *lossy) Put(ctx context.Context, key, value string) error {
+	l.mu.Lock()
+	l.n++
+	drop := l.n%3 == 0
+	l.mu.Unlock()
+	if drop {
+		return nil
+	}
+	return l.memStore.Put(ctx, key, value)
+}
+
+func runSet(t *testing.T, w Writer, r Reader) checker.SetResult {
+	t.Helper()
+	rec := history.NewRecorder(nil)
+	s := &Set{Workers: []Writer{w, w}, Final: r, OpTimeout: time.Second, Think: time.Millisecond, Seed: 1, Clock: history.NewClock(), Recorder: rec}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	s.Run(ctx)
+	s.FinalReads(context.Background(), 10)
+	return checker.CheckSet(rec.Ops())
+}
+
+func TestSetAgainstMemory(t *testing.T) {
+	m := newMem(false)
+	if res := runSet(t, m, m); res.Verdict != checker.Valid || res.Acknowledged == 0 || res.FinalReads != res.Attempted+10 {
+		t.Errorf("memory store: %+v; want valid, writes acknowledged, every key and 10 more read", res)
+	}
+	l := &lossy{memStore: newMem(false)}
+	if res := runSet(t, l, l); res.Verdict != checker.Invalid || len(res.Lost) == 0 {
+		t.Errorf("lossy store: verdict %s, %d lost; want %s and lost writes", res.Verdict, len(res.Lost), checker.Invalid)
+	}
+}
+
+func TestOutcome(t *testing.T) {
+	for _, tt := range []struct {
+		err  error
+		want history.Outcome
+	}{
+		{nil, history.OK},
+		{&client.ServerError{Op: "put", Code: codes.InvalidArgument}, history.Fail},
+		{context.DeadlineExceeded, history.Unknown},
+		{errors.New("connection reset"), history.Unknown},
+	} {
+		if got := outcome(tt.err); got != tt.want {
+			t.Errorf("outcome(%v) = %s; want %s", tt.err, got, tt.want)
+		}
+	}
+}
+
+func TestRegisterKeysSpreadOverShards(t *testing.T) {
+	keys := RegisterKeys(8, 8)
+	if len(keys) != 8 {
+		t.Fatalf("RegisterKeys(8, 8) = %d keys", len(keys))
+	}
+	shards := map[shard.ID]string{}
+	for _, k := range keys {
+		sh := shard.Of([]byte(k), 8)
+		if other, ok := shards[sh]; ok {
+			t.Errorf("keys %q and %q share shard %d", other, k, sh)
+		}
+		shards[sh] = k
+	}
+	if more := RegisterKeys(12, 8); len(more) != 12 {
+		t.Errorf("RegisterKeys(12, 8) = %d keys; want 12", len(more))
+	}
+}
