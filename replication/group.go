@@ -323,16 +323,14 @@ func (g *Group) notLeader() *NotLeaderError {
 //     entry of its own term its commit index may lag entries that an
 //     earlier leader committed.
 //  2. Note the commit index C.
-//  3. Confirm leadership with a quorum (VerifyLeader), in a round that
-//     starts after this call; concurrent reads share one round.
+//  3. Confirm that a quorum is still in term T, in a round that starts after
+//     this call; concurrent reads share one round. With a Config.Confirmer
+//     the round is a ConfirmTerm call to every other voter (see
+//     confirmTerm for why raft.VerifyLeader is not enough); without one it
+//     falls back to VerifyLeader.
 //  4. Check the term is still T: if leadership was lost and regained
 //     meanwhile, C may predate writes committed by the other leader.
 //  5. Wait until the state machine has finished applying C.
-//
-// Caveat, documented in docs/architecture.md: VerifyLeader may be answered
-// by a heartbeat already in flight, so the confirmation can be up to one
-// round trip older than step 3. Safety then rests on followers refusing to
-// vote while they still hear from a leader, which hashicorp/raft does.
 func (g *Group) ReadBarrier(ctx context.Context) error {
 	if g.raft.State() != raft.Leader {
 		return fmt.Errorf("read: %w", g.notLeader())
