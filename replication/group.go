@@ -408,8 +408,8 @@ func (g *Group) verifyLeader(ctx context.Context) error {
 }
 
 // verifyLoop runs leadership confirmations one at a time. Each round takes
-// every read that arrived before it started, so a confirmation is never
-// older than the reads it serves (up to the in-flight heartbeat caveat).
+// every read that arrived before it started, and its messages are sent
+// after they arrived.
 func (g *Group) verifyLoop() {
 	defer g.wg.Done()
 	for {

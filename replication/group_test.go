@@ -93,6 +93,36 @@ type groupCluster struct {
 // gRPC server on loopback) and waits for a leader that is ready for reads.
 func newGroupCluster(t *testing.T) *groupCluster {
 	t.Helper()
+	return newGroupClusterWith(t, nil)
+}
+
+// groupConfirmer answers ConfirmTerm from the cluster's groups directly;
+// lie, when set, rewrites the answer of every peer.
+type groupConfirmer struct {
+	mu     sync.Mutex
+	byAddr map[string]*Group
+	lie    func(current bool, term uint64) (bool, uint64, error)
+}
+
+func (c *groupConfirmer) ConfirmTerm(ctx context.Context, addr string, group, term uint64) (bool, uint64, error) {
+	c.mu.Lock()
+	g, lie := c.byAddr[addr], c.lie
+	c.mu.Unlock()
+	t := g.Term()
+	if lie != nil {
+		return lie(t == term, t)
+	}
+	return t == term, t, nil
+}
+
+func (c *groupConfirmer) setLie(f func(bool, uint64) (bool, uint64, error)) {
+	c.mu.Lock()
+	c.lie = f
+	c.mu.Unlock()
+}
+
+func newGroupClusterWith(t *testing.T, confirmer *groupConfirmer) *groupCluster {
+	t.Helper()
 	var nodes []*transportTestNode
 	var servers []Server
 	for i := 0; i < 3; i++ {
@@ -117,6 +147,7 @@ func newGroupCluster(t *testing.T) *groupCluster {
 			NoopCommand:   []byte("noop"),
 			Timing:        groupTiming,
 			RaftLogOutput: io.Discard,
+			Confirmer:     confirmerOrNil(confirmer),
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -131,6 +162,11 @@ func newGroupCluster(t *testing.T) *groupCluster {
 		}
 		c.groups = append(c.groups, g)
 		c.sms = append(c.sms, sm)
+		if confirmer != nil {
+			confirmer.mu.Lock()
+			confirmer.byAddr[n.addr] = g
+			confirmer.mu.Unlock()
+		}
 	}
 	transportEventually(t, 10*time.Second, "a leader ready for reads", func() error {
 		if c.leader() < 0 {
@@ -301,3 +337,50 @@ type memSink struct {
 func (s *memSink) ID() string    { return "mem" }
 func (s *memSink) Cancel() error { s.canceled = true; return nil }
 func (s *memSink) Close() error  { return nil }
+
+// confirmerOrNil keeps a nil *groupConfirmer from becoming a non-nil
+// interface.
+func confirmerOrNil(c *groupConfirmer) TermConfirmer {
+	if c == nil {
+		return nil
+	}
+	return c
+}
+
+// The read barrier passes only when a quorum answers that it is still in
+// the leader's term.
+func TestReadBarrierNeedsQuorumInTerm(t *testing.T) {
+	conf := &groupConfirmer{byAddr: map[string]*Group{}}
+	c := newGroupClusterWith(t, conf)
+	l := c.leader()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := c.groups[l].ReadBarrier(ctx); err != nil {
+		t.Fatalf("ReadBarrier with honest peers: %v", err)
+	}
+	// Both peers have moved to a later term: refused, naming no stale leader.
+	conf.setLie(func(_ bool, term uint64) (bool, uint64, error) { return false, term + 1, nil })
+	if err := c.groups[l].ReadBarrier(ctx); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("ReadBarrier while peers are in a later term = %v; want ErrNotLeader", err)
+	}
+	// Peers unreachable: refused.
+	conf.setLie(func(bool, uint64) (bool, uint64, error) { return false, 0, errors.New("unreachable") })
+	if err := c.groups[l].ReadBarrier(ctx); !errors.Is(err, ErrNotLeader) {
+		t.Fatalf("ReadBarrier with unreachable peers = %v; want ErrNotLeader", err)
+	}
+	// One of two peers confirming makes a quorum of three.
+	var calls sync.Mutex
+	n := 0
+	conf.setLie(func(cur bool, term uint64) (bool, uint64, error) {
+		calls.Lock()
+		defer calls.Unlock()
+		n++
+		if n%2 == 0 {
+			return false, 0, errors.New("unreachable")
+		}
+		return cur, term, nil
+	})
+	if err := c.groups[l].ReadBarrier(ctx); err != nil {
+		t.Fatalf("ReadBarrier with one of two peers confirming: %v", err)
+	}
+}
