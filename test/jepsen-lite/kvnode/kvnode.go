@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -51,8 +52,7 @@ type Process struct {
 
 // New returns a Process for spec; it does not start it.
 func New(spec Spec) *Process {
-	p := &Process{spec: spec}
-	return p
+	return &Process{spec: spec}
 }
 
 // ID returns the node's ID.
@@ -79,9 +79,6 @@ func (p *Process) Start() error {
 		return err
 	}
 	defer log.Close() // the child has its own descriptor
-	p.mu.starts++
-	fmt.Fprintf(log, "=== jepsen-lite: start #%d of %s at %s\n", p.mu.starts, p.spec.ID, time.Now().Format(time.RFC3339Nano))
-
 	args := append([]string{"--id", p.spec.ID, "--listen", p.spec.Addr, "--data-dir", p.spec.DataDir}, p.spec.Args...)
 	name := p.spec.Binary
 	if p.spec.Netns != "" {
@@ -90,6 +87,9 @@ func (p *Process) Start() error {
 		args = append([]string{"netns", "exec", p.spec.Netns, p.spec.Binary}, args...)
 		name = "ip"
 	}
+	p.mu.starts++
+	fmt.Fprintf(log, "=== jepsen-lite: start #%d of %s at %s: %s %s\n", p.mu.starts, p.spec.ID,
+		time.Now().Format(time.RFC3339Nano), name, strings.Join(args, " "))
 	cmd := exec.Command(name, args...)
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{
