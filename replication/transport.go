@@ -52,6 +52,15 @@ const (
 	// maxSnapshotChunkSize keeps a chunk, with its framing, under gRPC's
 	// default 4 MiB limit on received messages.
 	maxSnapshotChunkSize = 3 << 20
+
+	// peerStreamWindow and peerConnWindow are the fixed HTTP/2 flow-control
+	// windows of a peer connection's receiving side: what gRPC's dynamic
+	// windows (BDP estimation) would grow to under load. Fixed windows turn
+	// BDP estimation off, which otherwise answers nearly every message that
+	// arrives on an idle connection with a window update and a ping, and
+	// the peer with a ping ack: extra writes and wake-ups on both nodes.
+	peerStreamWindow = 4 << 20
+	peerConnWindow   = 16 << 20
 )
 
 // MuxConfig configures a Mux. The zero value of every field except LocalAddr
@@ -62,9 +71,11 @@ type MuxConfig struct {
 	LocalAddr string
 
 	// DialOptions are applied, in order, after the Mux's own defaults when it
-	// dials a peer: insecure transport credentials and a reconnect backoff
-	// capped at 2 s (gRPC's own cap is 120 s, too long for Raft). A
-	// grpc.WithTransportCredentials here replaces the insecure default.
+	// dials a peer: insecure transport credentials, a reconnect backoff
+	// capped at 2 s (gRPC's own cap is 120 s, too long for Raft), and fixed
+	// flow-control windows of 4 MiB per stream and 16 MiB per connection
+	// (see peerConnWindow). A grpc.WithTransportCredentials here replaces
+	// the insecure default.
 	DialOptions []grpc.DialOption
 
 	// Logger receives the transport's diagnostics. Nil discards them.
@@ -285,6 +296,8 @@ func NewMux(cfg MuxConfig) *Mux {
 			},
 			MinConnectTimeout: m.cfg.RPCTimeout,
 		}),
+		grpc.WithInitialWindowSize(peerStreamWindow),
+		grpc.WithInitialConnWindowSize(peerConnWindow),
 	}, cfg.DialOptions...)
 	groups := map[uint64]*GroupTransport{}
 	m.groups.Store(&groups)

@@ -13,7 +13,7 @@ import (
 // Chart geometry: two panels side by side, throughput and p99 latency
 // against clients (log scale).
 const (
-	chartW     = 980
+	chartW     = 1000
 	chartH     = 440
 	panelW     = 400
 	panelH     = 300

@@ -12,11 +12,13 @@
 // It writes DIR/results.json (every run), DIR/summary.md (the table) and
 // DIR/chart.svg (throughput and p99 against clients), and prints the
 // table. With --ringkv-debug (the nodes' --debug-addr), it then profiles
-// every ringkv node's CPU during one more put run at --profile-clients.
+// every ringkv node's CPU during one more run of --profile-workload at
+// --profile-clients (default: put at 64 clients).
 package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -59,6 +61,8 @@ type options struct {
 	ringkvDebug    []string
 	profileSecs    int
 	profileClients int
+	profileMix     string
+	render         string
 }
 
 func parseFlags(args []string, stderr io.Writer) (*options, error) {
@@ -90,9 +94,14 @@ func parseFlags(args []string, stderr io.Writer) (*options, error) {
 	fs.DurationVar(&o.balanceWait, "balance-wait", time.Minute, "how long to wait for ringkv's shard leaderships to spread evenly")
 	fs.StringVar(&debug, "ringkv-debug", "", "comma-separated --debug-addr of the ringkv nodes: profile their CPU after the comparison")
 	fs.IntVar(&o.profileSecs, "profile-seconds", 15, "length of the CPU profile")
-	fs.IntVar(&o.profileClients, "profile-clients", 64, "clients of the put run that is profiled")
+	fs.IntVar(&o.profileClients, "profile-clients", 64, "clients of the run that is profiled")
+	fs.StringVar(&o.profileMix, "profile-workload", "put", "workload of the run that is profiled: put, get or mixedNN")
+	fs.StringVar(&o.render, "render", "", "only redraw summary.md and chart.svg from this results.json, beside it, and print its table")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	if o.render != "" {
+		return o, nil
 	}
 	o.ringkv, o.etcd, o.ringkvDebug = splitList(ringkv), splitList(etcd), splitList(debug)
 	switch {
@@ -120,6 +129,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	o, err := parseFlags(args, stderr)
 	if err != nil {
 		return err
+	}
+	if o.render != "" {
+		return render(o.render, stdout)
 	}
 	plan, err := parsePlan(o.plan, o.clientsPerConn)
 	if err != nil {
@@ -155,7 +167,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	waitBalanced(balanceCtx, o.ringkv, logf)
 	cancelBalance()
 
-	if reads(plan) {
+	if reads(plan) || (len(o.ringkvDebug) > 0 && o.profileMix != "put") {
 		for _, sys := range systems {
 			start := time.Now()
 			cfg := loadgen.Config{Keys: o.settings.Keys, ValueSize: o.settings.ValueSize}
@@ -193,6 +205,27 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
+// render redraws summary.md and chart.svg from a results.json, beside it,
+// and prints its table.
+func render(path string, stdout io.Writer) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	var rep report
+	if err := json.Unmarshal(b, &rep); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if len(rep.Summary) == 0 || len(rep.Summary[0].Systems) != 2 {
+		return fmt.Errorf("%s: no comparison of two systems in it", path)
+	}
+	names := []string{rep.Summary[0].Systems[0].System, rep.Summary[0].Systems[1].System}
+	if err := writeResults(filepath.Dir(path), rep, names); err != nil {
+		return err
+	}
+	return writeTable(stdout, rep.Summary, names)
+}
+
 // writeResults writes results.json, summary.md and chart.svg into dir.
 func writeResults(dir string, rep report, names []string) error {
 	if err := writeJSONFile(filepath.Join(dir, "results.json"), rep); err != nil {
@@ -212,13 +245,17 @@ func writeResults(dir string, rep report, names []string) error {
 	return os.WriteFile(filepath.Join(dir, "chart.svg"), []byte(svg.String()), 0o644)
 }
 
-// profile runs puts against ringkv and meanwhile takes a CPU profile of
-// every node, saved as cpu-<addr>.pprof in the output directory.
+// profile runs a workload against ringkv and meanwhile takes a CPU profile
+// of every node, saved as cpu-<addr>.pprof in the output directory.
 func profile(ctx context.Context, rk *system, o *options, logf func(string, ...any)) error {
 	secs := o.profileSecs
 	clients := o.profileClients
+	mix, err := mixOf(o.profileMix)
+	if err != nil {
+		return err
+	}
 	conns := min(len(rk.stores), connsFor(clients, o.clientsPerConn))
-	logf("profiling %d ringkv nodes for %ds during put at %d clients", len(o.ringkvDebug), secs, clients)
+	logf("profiling %d ringkv nodes for %ds during %s at %d clients", len(o.ringkvDebug), secs, o.profileMix, clients)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -233,7 +270,7 @@ func profile(ctx context.Context, rk *system, o *options, logf func(string, ...a
 		})
 	}
 	res, err := loadgen.Run(ctx, loadgen.Config{Clients: clients, Duration: time.Duration(secs+2) * time.Second,
-		Keys: o.settings.Keys, ValueSize: o.settings.ValueSize}, rk.stores[:conns])
+		Keys: o.settings.Keys, ValueSize: o.settings.ValueSize, Mix: mix}, rk.stores[:conns])
 	wg.Wait()
 	if err != nil {
 		return err
