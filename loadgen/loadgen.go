@@ -67,11 +67,11 @@ func (o Op) String() string {
 // Mix[o]/sum(Mix). Mix{OpGet: 90, OpPut: 10} is 90% reads.
 type Mix [numOps]int
 
-// PutOnly, GetOnly and ReadMix are the usual workloads.
-var (
-	PutOnly = Mix{OpPut: 1}
-	GetOnly = Mix{OpGet: 1}
-)
+// PutOnly returns the mix of writes only.
+func PutOnly() Mix { return Mix{OpPut: 1} }
+
+// GetOnly returns the mix of reads only.
+func GetOnly() Mix { return Mix{OpGet: 1} }
 
 // ReadMix returns a mix of readPct percent reads, the rest writes.
 func ReadMix(readPct int) Mix { return Mix{OpGet: readPct, OpPut: 100 - readPct} }
@@ -108,7 +108,7 @@ type Config struct {
 	// Rate is the target total rate in requests per second, shared by all
 	// clients; 0 sends as fast as the store answers.
 	Rate float64
-	// Mix weighs the operations. The zero Mix is PutOnly.
+	// Mix weighs the operations. The zero Mix is PutOnly().
 	Mix Mix
 	// Seed seeds the clients' key and operation choices; the same seed
 	// gives the same choices. Values are random bytes drawn from it too.
@@ -139,7 +139,7 @@ func (c Config) withDefaults() Config {
 		c.ValueSize = DefaultValueSize
 	}
 	if c.Mix == (Mix{}) {
-		c.Mix = PutOnly
+		c.Mix = PutOnly()
 	}
 	if c.OpTimeout == 0 {
 		c.OpTimeout = DefaultOpTimeout

@@ -50,17 +50,21 @@ pids=()
 driver=
 cleanup() {
   local code=$?
+  set +e # clean up everything, whatever fails
   trap - EXIT INT TERM
-  [ -n "$driver" ] && kill -TERM "$driver" 2>/dev/null && wait "$driver" 2>/dev/null
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  if [ -n "$driver" ]; then
+    kill -TERM "$driver" 2>/dev/null
+    wait "$driver" 2>/dev/null
+  fi
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null; done
   for _ in $(seq 1 50); do
     alive=
     for p in "${pids[@]}"; do kill -0 "$p" 2>/dev/null && alive=1; done
     [ -z "$alive" ] && break
     sleep 0.2
   done
-  for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
+  for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null; done
+  wait 2>/dev/null
   rm -rf "$DATA"
   exit "$code"
 }

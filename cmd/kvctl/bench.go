@@ -87,9 +87,9 @@ func (f benchFlags) mix(workload string, readPctSet bool) (loadgen.Mix, error) {
 	}
 	switch workload {
 	case workloadPut:
-		return loadgen.PutOnly, nil
+		return loadgen.PutOnly(), nil
 	case workloadGet:
-		return loadgen.GetOnly, nil
+		return loadgen.GetOnly(), nil
 	case workloadMixed:
 		if f.readPct < 0 || f.readPct > 100 {
 			return loadgen.Mix{}, fmt.Errorf("--read-pct %d: must be 0..100", f.readPct)

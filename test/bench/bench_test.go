@@ -70,12 +70,19 @@ func TestSummarizeTableAndChart(t *testing.T) {
 	if len(lines) != 3 {
 		t.Fatalf("%d lines; want 3", len(lines))
 	}
+	if got := summarize(fakeRuns(plan[:1], 3), plan, []string{"a", "b"}); len(got) != 1 {
+		t.Errorf("%d lines after only the first workload ran; want 1", len(got))
+	}
 	put64 := lines[1]
 	if put64.Systems[0].OpsPerSec != 12801 || put64.Systems[1].OpsPerSec != 6401 {
 		t.Errorf("put@64 medians %v, %v; want 12801, 6401 (round 2 of 3)", put64.Systems[0].OpsPerSec, put64.Systems[1].OpsPerSec)
 	}
 	if r := put64.Ratio; r < 1.99 || r > 2.01 {
 		t.Errorf("put@64 ratio %v; want 2", r)
+	}
+	// Rounds: 12800/6400, 12801/6401, 12802/6402; the middle one is the median.
+	if got := put64.RoundRatios; len(got) != 3 || put64.PairedRatio != 12801.0/6401 {
+		t.Errorf("put@64 round ratios %v, paired %v; want 3 rounds, median 12801/6401", got, put64.PairedRatio)
 	}
 	var tbl strings.Builder
 	if err := writeTable(&tbl, lines, []string{"a", "b"}); err != nil {
@@ -86,7 +93,7 @@ func TestSummarizeTableAndChart(t *testing.T) {
 	}
 	var md strings.Builder
 	writeMarkdown(&md, report{Summary: lines, Settings: settings{Rounds: 3}}, []string{"a", "b"})
-	if !strings.Contains(md.String(), "| put | 64 | 2 | 12801 (12800-12802) | 6401 (6400-6402) | **2.00x**") {
+	if !strings.Contains(md.String(), "| put | 64 | 2 | 12801 (12800-12802) | 6401 (6400-6402) | **2.00x** | 2.00x |") {
 		t.Errorf("markdown lacks the put@64 line:\n%s", md.String())
 	}
 	var svg strings.Builder

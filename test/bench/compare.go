@@ -109,15 +109,20 @@ type systemSummary struct {
 }
 
 // line is one workload of the comparison, every system's medians, and
-// the throughput ratio of the first system to the second.
+// the throughput ratio of the first system to the second: of their medians,
+// and the median of the ratios within each round, where the two ran a few
+// seconds apart and so under much the same load from the rest of the
+// machine.
 type line struct {
 	workload
-	Systems []systemSummary `json:"systems"`
-	Ratio   float64         `json:"ratio"`
+	Systems     []systemSummary `json:"systems"`
+	Ratio       float64         `json:"ratio"`
+	RoundRatios []float64       `json:"round_ratios"`
+	PairedRatio float64         `json:"paired_ratio"`
 }
 
-// summarize reduces the runs to one line per workload, in plan order,
-// systems in the order given.
+// summarize reduces the runs to one line per workload that ran, in plan
+// order, systems in the order given.
 func summarize(runs []measurement, plan []workload, systems []string) []line {
 	var out []line
 	for _, w := range plan {
@@ -137,10 +142,54 @@ func summarize(runs []measurement, plan []workload, systems []string) []line {
 			ss.P50, ss.P99, ss.P999 = median(p50), median(p99), median(p999)
 			l.Systems = append(l.Systems, ss)
 		}
-		if len(l.Systems) == 2 && l.Systems[1].OpsPerSec > 0 {
-			l.Ratio = l.Systems[0].OpsPerSec / l.Systems[1].OpsPerSec
+		ran := false
+		for _, ss := range l.Systems {
+			ran = ran || len(ss.Rounds) > 0
+		}
+		if !ran { // an interrupted comparison never got here
+			continue
+		}
+		if len(systems) == 2 {
+			if l.Systems[1].OpsPerSec > 0 {
+				l.Ratio = l.Systems[0].OpsPerSec / l.Systems[1].OpsPerSec
+			}
+			l.RoundRatios = roundRatios(runs, w, systems[0], systems[1])
+			l.PairedRatio = median(l.RoundRatios)
 		}
 		out = append(out, l)
+	}
+	return out
+}
+
+// roundRatios returns, for each round of w in which both systems ran, a's
+// throughput over b's.
+func roundRatios(runs []measurement, w workload, a, b string) []float64 {
+	type pair struct{ a, b float64 }
+	byRound := map[int]*pair{}
+	var rounds []int
+	for _, r := range runs {
+		if r.Workload != w.Name || r.Clients != w.Clients {
+			continue
+		}
+		p := byRound[r.Round]
+		if p == nil {
+			p = &pair{}
+			byRound[r.Round] = p
+			rounds = append(rounds, r.Round)
+		}
+		switch r.System {
+		case a:
+			p.a = r.Result.OpsPerSec
+		case b:
+			p.b = r.Result.OpsPerSec
+		}
+	}
+	slices.Sort(rounds)
+	var out []float64
+	for _, rd := range rounds {
+		if p := byRound[rd]; p.a > 0 && p.b > 0 {
+			out = append(out, p.a/p.b)
+		}
 	}
 	return out
 }

@@ -206,7 +206,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 }
 
 // render redraws summary.md and chart.svg from a results.json, beside it,
-// and prints its table.
+// and prints its table; results.json stays as it is.
 func render(path string, stdout io.Writer) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -220,7 +220,20 @@ func render(path string, stdout io.Writer) error {
 		return fmt.Errorf("%s: no comparison of two systems in it", path)
 	}
 	names := []string{rep.Summary[0].Systems[0].System, rep.Summary[0].Systems[1].System}
-	if err := writeResults(filepath.Dir(path), rep, names); err != nil {
+	// Summarize the runs anew, so that a file written by an older driver
+	// gets what this one computes.
+	var plan []workload
+	for _, l := range rep.Summary {
+		plan = append(plan, l.workload)
+	}
+	rep.Summary = summarize(rep.Runs, plan, names)
+	dir := filepath.Dir(path)
+	var md strings.Builder
+	writeMarkdown(&md, rep, names)
+	if err := os.WriteFile(filepath.Join(dir, "summary.md"), []byte(md.String()), 0o644); err != nil {
+		return err
+	}
+	if err := writeChartFile(dir, rep, names); err != nil {
 		return err
 	}
 	return writeTable(stdout, rep.Summary, names)
@@ -236,6 +249,11 @@ func writeResults(dir string, rep report, names []string) error {
 	if err := os.WriteFile(filepath.Join(dir, "summary.md"), []byte(md.String()), 0o644); err != nil {
 		return err
 	}
+	return writeChartFile(dir, rep, names)
+}
+
+// writeChartFile writes chart.svg into dir.
+func writeChartFile(dir string, rep report, names []string) error {
 	var svg strings.Builder
 	title := fmt.Sprintf("%s vs %s, 3 nodes each on one %d-CPU machine, %d-byte values (medians of %d rounds)",
 		names[0], names[1], rep.Machine.CPUs, rep.Settings.ValueSize, rep.Settings.Rounds)

@@ -53,9 +53,9 @@ func parsePlan(plan string, clientsPerConn int) ([]workload, error) {
 func mixOf(name string) (loadgen.Mix, error) {
 	switch name {
 	case "put":
-		return loadgen.PutOnly, nil
+		return loadgen.PutOnly(), nil
 	case "get":
-		return loadgen.GetOnly, nil
+		return loadgen.GetOnly(), nil
 	}
 	if pct, ok := strings.CutPrefix(name, "mixed"); ok {
 		n, err := strconv.Atoi(pct)

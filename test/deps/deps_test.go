@@ -23,6 +23,7 @@ var forbidden = map[string][]string{
 	"rpc":         {mod + "node", mod + "client", mod + "cmd"},
 	"client":      {mod + "replication", mod + "router", mod + "rpc", mod + "node", mod + "cluster", mod + "ring", "github.com/hashicorp", "go.etcd.io/bbolt"},
 	"node":        {mod + "cmd", mod + "client"},
+	"loadgen":     {mod, "google.golang.org/grpc", "github.com/hashicorp"},
 }
 
 type pkg struct {
