@@ -540,7 +540,18 @@ func (g *Group) watchLeadership() {
 				continue
 			}
 			term := g.raft.CurrentTerm()
-			err := g.raft.Apply(g.cfg.NoopCommand, g.cfg.Timing.ElectionTimeout).Error()
+			// raft can accept an Apply just as it shuts down and then never
+			// answer it (BatchApplyCh buffers the channel), so wait for the
+			// future beside g.stop; Shutdown must not hang on it.
+			f := g.raft.Apply(g.cfg.NoopCommand, g.cfg.Timing.ElectionTimeout)
+			done := make(chan error, 1)
+			go func() { done <- f.Error() }()
+			var err error
+			select {
+			case err = <-done:
+			case <-g.stop:
+				return
+			}
 			if err != nil {
 				g.logger.Debug("leader no-op failed", "term", term, "err", err)
 				continue
