@@ -112,7 +112,8 @@ type MuxConfig struct {
 	// heartbeat interval (Raft waits HeartbeatTimeout/10 to /5 between a
 	// heartbeat's answer and the next), so that coalescing delays groups
 	// with fast timers in proportion; and a heartbeat that a leadership
-	// confirmation waits for (Group.ReadBarrier) is sent at once, with
+	// confirmation waits for (raft.VerifyLeader, which a Group's read
+	// barrier calls when it has no Config.Confirmer) is sent at once, with
 	// whatever is queued. The wait delays the answer to an ordinary
 	// heartbeat, so the window must stay well under Raft's
 	// LeaderLeaseTimeout. It must be shorter than RPCTimeout. Zero means

@@ -10,18 +10,20 @@
 // A heartbeat waits for company at most MuxConfig.CoalesceWindow, and at
 // most a quarter of its group's heartbeat interval to that peer (the time
 // Raft waits between one heartbeat's answer and the next heartbeat,
-// HeartbeatTimeout/10 to /5; see heartbeatPace). So a group with fast
-// timers (tests use a HeartbeatTimeout of 100 ms, and a leader lease half
-// that) is delayed in proportion, and the window only bites on relaxed
-// timers such as ringkv's defaults, where heartbeats are also most
+// HeartbeatTimeout/10 to /5, as measured in the leader's term; see
+// heartbeatPace); a new leader's first heartbeat goes at once. So a group
+// with fast timers (tests use a HeartbeatTimeout of 100 ms, and a leader
+// lease half that) is delayed in proportion, and the window only bites on
+// relaxed timers such as ringkv's defaults, where heartbeats are also most
 // numerous. A batch goes when its most impatient heartbeat must go.
 //
 // A heartbeat that a leadership confirmation waits for must not wait for the
-// window: raft.VerifyLeader, which every linearizable read needs, makes Raft
-// send a heartbeat to every follower and waits for a quorum of answers, or
-// for the answers to heartbeats already under way. The Group says when it
-// calls VerifyLeader (urgentHeartbeats); the group's heartbeats, those
-// queued and those sent meanwhile, then flush their peer's batch at once.
+// window: raft.VerifyLeader, which a Group's read barrier calls when it has
+// no Config.Confirmer, makes Raft send a heartbeat to every follower and
+// waits for a quorum of answers, or for the answers to heartbeats already
+// under way. The Group says when it calls VerifyLeader (urgentHeartbeats);
+// the group's heartbeats, those queued and those sent meanwhile, then flush
+// their peer's batch at once.
 //
 // The serving side is in transport_heartbeat_server.go.
 
@@ -101,12 +103,13 @@ func (t *GroupTransport) heartbeat(target raft.ServerAddress, args *raft.AppendE
 	}
 	now := m.now()
 	defer func() { pace.returned(m.now()) }()
+	patience := pace.patience(m.cfg.CoalesceWindow, now, args.Term)
 	// Raft reuses args and resp for its next heartbeat, also after a failed
 	// one: args is converted here, and resp written here, never by the
 	// batcher.
 	c := &heartbeatCall{
 		req:      appendEntriesRequestToProto(t.group, args),
-		flushBy:  now + pace.patience(m.cfg.CoalesceWindow, now),
+		flushBy:  now + patience,
 		deadline: now + m.cfg.RPCTimeout,
 		done:     make(chan struct{}),
 	}
@@ -128,35 +131,49 @@ func (t *GroupTransport) heartbeat(target raft.ServerAddress, args *raft.AppendE
 	return nil
 }
 
-// heartbeatPace tracks the rhythm of a group's heartbeats to one peer, to
-// bound how long one may wait for company.
+// heartbeatPace tracks the rhythm of a group's heartbeats to one peer in
+// one term (one leadership), to bound how long one may wait for company.
 type heartbeatPace struct {
 	mu sync.Mutex
-	// last is when the last heartbeat returned, on the Mux clock; 0 before
-	// the first.
+	// term is the term of the heartbeats paced; a new term starts afresh.
+	term uint64
+	// last is when the term's last heartbeat returned, on the Mux clock; 0
+	// before the first.
 	last time.Duration
 	// interval estimates how long Raft waits between a heartbeat's answer
-	// and the next heartbeat: the longest recent such gap. It decays by a
-	// sixteenth at every heartbeat, so that it follows timers reloaded
-	// shorter, but slowly, so that the heartbeats a VerifyLeader triggers
-	// at once, which are rare unless urgent, do not pull it down.
+	// and the next heartbeat (HeartbeatTimeout/10 to /5): the first such gap
+	// of the term, then moved towards each new gap by an eighth of the way
+	// up or a sixteenth of itself down at most. So the longer gaps after
+	// failed heartbeats (Raft backs off) raise it little, and the
+	// heartbeats a VerifyLeader triggers at once, rare unless urgent, do
+	// not pull it down at once.
 	interval time.Duration
 }
 
-// patience returns how long a heartbeat sent at now may wait for company:
-// window, but at most a quarter of the group's heartbeat interval, and
-// window for the first heartbeat (a new leader's, which Raft sends after
-// waiting HeartbeatTimeout/10 at least). Negative means at once.
-func (p *heartbeatPace) patience(window, now time.Duration) time.Duration {
+// patience returns how long a heartbeat of term sent at now may wait for
+// company: window, but at most a quarter of the group's heartbeat
+// interval. The first heartbeat of a term, whose interval is unknown, goes
+// at once. Negative means at once.
+func (p *heartbeatPace) patience(window, now time.Duration, term uint64) time.Duration {
 	if window <= 0 {
 		return -1
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if p.last == 0 {
-		return window
+	if term != p.term {
+		p.term, p.last, p.interval = term, 0, 0
 	}
-	p.interval = max(now-p.last, p.interval-p.interval/16)
+	if p.last == 0 {
+		return -1
+	}
+	switch gap := now - p.last; {
+	case p.interval == 0:
+		p.interval = gap
+	case gap > p.interval:
+		p.interval += (gap - p.interval) / 8
+	default:
+		p.interval -= min(p.interval-gap, p.interval/16)
+	}
 	return min(window, p.interval/4)
 }
 

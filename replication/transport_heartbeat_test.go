@@ -51,12 +51,19 @@ func transportSendHeartbeat(from *transportTestNode, tr *GroupTransport, target 
 	return errc
 }
 
-// transportForgetPace makes the next heartbeats of tr count as a new
-// leader's first, which wait for the whole coalescing window.
-func transportForgetPace(tr *GroupTransport) {
-	tr.mu.Lock()
-	defer tr.mu.Unlock()
-	tr.mu.heartbeats = nil
+// transportSettlePace makes the heartbeats of tr to target wait for the
+// whole coalescing window, as those of a group with relaxed timers do once
+// Raft's timer has set their pace.
+func transportSettlePace(t *testing.T, tr *GroupTransport, target string) {
+	t.Helper()
+	pace, err := tr.heartbeatPace(raft.ServerAddress(target))
+	if err != nil {
+		t.Fatalf("heartbeatPace: %v", err)
+	}
+	pace.mu.Lock()
+	defer pace.mu.Unlock()
+	const term = 5 // transportTestHeartbeat's
+	pace.term, pace.last, pace.interval = term, tr.mux.now(), time.Hour
 }
 
 // transportAwaitQueued waits until n holds want heartbeats queued for target.
@@ -82,6 +89,8 @@ func TestTransportHeartbeatBatchUnknownGroup(t *testing.T) {
 	b := newTransportTestNode(t, MuxConfig{})
 	ta1, ta17 := a.transport(t, 1), a.transport(t, 17)
 	b.transport(t, 1).SetHeartbeatHandler(transportHeartbeatOK)
+	transportSettlePace(t, ta1, b.addr)
+	transportSettlePace(t, ta17, b.addr)
 
 	known := transportSendHeartbeat(a, ta1, b.addr)
 	transportAwaitQueued(t, a, b.addr, 1)
@@ -126,6 +135,8 @@ func TestTransportHeartbeatSlowGroup(t *testing.T) {
 		}()
 	})
 	b.transport(t, 2).SetHeartbeatHandler(transportHeartbeatOK)
+	transportSettlePace(t, ta1, b.addr)
+	transportSettlePace(t, ta2, b.addr)
 
 	slow := transportSendHeartbeat(a, ta1, b.addr)
 	transportAwaitQueued(t, a, b.addr, 1)
@@ -173,6 +184,8 @@ func TestTransportHeartbeatUrgency(t *testing.T) {
 		return time.Since(start)
 	}
 
+	transportSettlePace(t, ta1, b.addr)
+	transportSettlePace(t, ta2, b.addr)
 	if d := timed("an ordinary heartbeat", transportSendHeartbeat(a, ta1, b.addr)); d < window {
 		t.Errorf("an ordinary heartbeat took %v; want it to wait for the %v window", d, window)
 	}
@@ -184,7 +197,7 @@ func TestTransportHeartbeatUrgency(t *testing.T) {
 	end()
 
 	// Queued before the group turns urgent, with another group's.
-	transportForgetPace(ta1)
+	transportSettlePace(t, ta1, b.addr)
 	start := time.Now()
 	queued := transportSendHeartbeat(a, ta1, b.addr)
 	transportAwaitQueued(t, a, b.addr, 1)
@@ -199,7 +212,7 @@ func TestTransportHeartbeatUrgency(t *testing.T) {
 	}
 
 	// Once the confirmation is over, the group's heartbeats wait again.
-	transportForgetPace(ta1)
+	transportSettlePace(t, ta1, b.addr)
 	if d := timed("a heartbeat after urgency ended", transportSendHeartbeat(a, ta1, b.addr)); d < window {
 		t.Errorf("a heartbeat after urgency ended took %v; want it to wait for the window", d)
 	}
@@ -211,6 +224,7 @@ func TestTransportHeartbeatUrgency(t *testing.T) {
 	// nothing.
 	c := newTransportTestNode(t, MuxConfig{CoalesceWindow: window, ignoreUrgency: true})
 	tc := c.transport(t, 1)
+	transportSettlePace(t, tc, b.addr)
 	end = tc.urgentHeartbeats()
 	defer end()
 	if d := timed("a heartbeat with urgency ignored", transportSendHeartbeat(c, tc, b.addr)); d < window {
@@ -220,48 +234,52 @@ func TestTransportHeartbeatUrgency(t *testing.T) {
 
 // TestTransportHeartbeatPace checks how long a heartbeat may wait for
 // company: the window, but no more than a quarter of its group's heartbeat
-// interval, which is not pulled down quickly by heartbeats sent at once.
+// interval, which neither the longer gaps of Raft's backoff after failures
+// nor heartbeats sent at once move fast; and not at all while the interval
+// is unknown, at the start of every term.
 func TestTransportHeartbeatPace(t *testing.T) {
 	const window = time.Second
 	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
 	var p heartbeatPace
 	now := ms(1000)
-	step := func(what string, gap, want time.Duration) {
+	step := func(what string, term uint64, gap, want time.Duration) {
 		t.Helper()
 		now += gap
-		if got := p.patience(window, now); got != want {
+		if got := p.patience(window, now, term); got != want {
 			t.Errorf("%s: patience = %v; want %v", what, got, want)
 		}
 		p.returned(now)
 	}
-	step("first heartbeat", 0, window)
-	step("after a 400 ms gap", ms(400), ms(100))
-	step("after a 100 ms gap", ms(100), ms(375)/4) // 400 decayed by 1/16
-	step("after a 10 ms gap", ms(10), ms(375)*15/16/4)
+	step("first heartbeat", 3, 0, -1)
+	step("after a 400 ms gap", 3, ms(400), ms(100))
+	step("after a 300 ms gap", 3, ms(300), ms(375)/4) // down by 1/16
+	step("after a 2 s backoff", 3, ms(2000), (ms(375)+(ms(2000)-ms(375))/8)/4)
+	step("first heartbeat of a new term", 4, ms(5000), -1)
+	step("after a 200 ms gap", 4, ms(200), ms(50))
 	for range 40 {
 		now += ms(1) // VerifyLeader rounds back to back
-		p.patience(window, now)
+		p.patience(window, now, 4)
 		p.returned(now)
 	}
-	if got := p.patience(window, now+ms(1)); got < ms(1) || got > ms(15) {
+	if got := p.patience(window, now+ms(1), 4); got < 0 || got > ms(5) {
 		t.Errorf("after 40 rounds back to back: patience = %v; want a few ms", got)
 	}
 
 	var fast heartbeatPace // HeartbeatTimeout 100 ms: gaps of 10-20 ms
 	now = ms(1000)
-	fast.patience(window, now)
-	for _, gap := range []int{12, 18, 10, 15, 20, 11} {
+	fast.patience(window, now, 1)
+	for _, gap := range []int{12, 18, 10, 15, 20, 11, 60, 14} { // 60: a backoff
 		now += ms(5)
 		fast.returned(now)
 		now += ms(gap)
-		if got := fast.patience(window, now); got > ms(5) {
-			t.Errorf("fast timers, gap %d ms: patience = %v; want at most 5 ms", gap, got)
+		if got := fast.patience(window, now, 1); got > ms(6) {
+			t.Errorf("fast timers, gap %d ms: patience = %v; want at most 6 ms", gap, got)
 		}
 	}
-	if got := fast.patience(50*time.Millisecond, now+time.Hour); got != 50*time.Millisecond {
+	if got := fast.patience(50*time.Millisecond, now+time.Hour, 1); got != 50*time.Millisecond {
 		t.Errorf("patience after an hour = %v; want the window", got)
 	}
-	if got := new(heartbeatPace).patience(-1, now); got >= 0 {
+	if got := new(heartbeatPace).patience(-1, now, 1); got >= 0 {
 		t.Errorf("patience with coalescing off = %v; want negative", got)
 	}
 }
@@ -300,6 +318,8 @@ func TestTransportHeartbeatMuxClose(t *testing.T) {
 	b.transport(t, 1).SetHeartbeatHandler(func(raft.RPC) { taken.Add(1) }) // never answers
 	c.transport(t, 1).SetHeartbeatHandler(transportHeartbeatOK)
 
+	transportSettlePace(t, ta, b.addr)
+	transportSettlePace(t, ta, c.addr)
 	sent := transportSendHeartbeat(a, ta, b.addr)
 	transportAwaitQueued(t, a, b.addr, 1)
 	end := ta.urgentHeartbeats()
@@ -476,7 +496,8 @@ func transportReadCluster(t *testing.T, muxCfg MuxConfig) *Group {
 
 // TestReadBarrierSkipsCoalescingWindow checks that a linearizable read does
 // not wait for the heartbeat coalescing window: the leadership confirmation
-// it waits for marks its heartbeats urgent. With a 500 ms window, 100
+// it waits for (raft.VerifyLeader, as the groups have no Confirmer) marks
+// its heartbeats urgent. With a 500 ms window, 100
 // sequential read barriers take far less than 100 windows. The negative
 // control ignores the urgency hint and shows that reads then do wait.
 func TestReadBarrierSkipsCoalescingWindow(t *testing.T) {
