@@ -281,8 +281,11 @@ func TestProgressOncePerSecond(t *testing.T) {
 			if p.Elapsed != time.Duration(i+1)*time.Second || p.Interval != time.Second {
 				t.Errorf("report %d: elapsed %v interval %v; want %ds, 1s", i, p.Elapsed, p.Interval, i+1)
 			}
-			if ops := p.OpsPerSec(); ops < 499 || ops > 500 {
-				t.Errorf("report %d: %v ops/s; want 500", i, ops)
+			// An op that completes exactly on the tick may land in either
+			// interval: synctest runs goroutines woken at one instant in no
+			// fixed order.
+			if ops := p.OpsPerSec(); ops < 499 || ops > 501 {
+				t.Errorf("report %d: %v ops/s; want 500±1", i, ops)
 			}
 		}
 		if !got[0].Warmup || got[1].Warmup {
