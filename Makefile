@@ -13,13 +13,14 @@ all: build
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
 
-## test: vet; the long tests (TestLong*: 10,000 keys, 70 MiB of values)
-## without the race detector, where they take seconds instead of minutes on a
-## 2-core machine; then every unit and integration test with it (-short skips
-## the long ones there).
+## test: vet; the long tests (TestLong*: 10,000 keys, 70 MiB of values, and
+## the membership test: real processes joining, leaving and dying) without
+## the race detector, where they take seconds instead of minutes on a 2-core
+## machine; then every unit and integration test with it (-short skips the
+## long ones there).
 test:
 	$(GO) vet ./...
-	$(GO) test -count=1 -timeout 5m -run '^TestLong' ./node/
+	$(GO) test -count=1 -timeout 8m -run '^TestLong' ./node/ ./test/membership/
 	$(GO) test -race -short -count=1 -timeout 8m ./...
 
 ## run: a local 3-node cluster on 127.0.0.1:7001-7003; Ctrl-C stops it.

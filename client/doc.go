@@ -26,6 +26,16 @@
 // retry of a write resends the same RequestID, so the shard applies it at
 // most once even when a response was lost.
 //
+// # Administration
+//
+// Status, RemoveNode and RebalanceStatus go to any node. RemoveNode starts
+// draining a node and returns once the drain is committed; the node leaves
+// Status's members when its last replica has moved off it, and
+// RebalanceStatus shows the moves on the way there. A node's refusal comes
+// back as a *ServerError with the node's code and message, so errors.Is with
+// the package's sentinels (ErrFailedPrecondition, ...) and status.Code both
+// work on it.
+//
 // # Node health
 //
 // Each node address has a circuit breaker: after a number of consecutive

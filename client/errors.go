@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -19,6 +20,12 @@ var (
 	// request cannot succeed. The error is a *ServerError that holds the
 	// node's message, which says what was wrong and the limit.
 	ErrInvalidArgument = errors.New("ringkv: invalid argument")
+	// ErrFailedPrecondition means a node refused the request because of the
+	// cluster's state: RemoveNode of a node whose removal would leave
+	// fewer nodes than the replication factor, for one. Retrying the same
+	// request fails the same way until that state changes. The error is a
+	// *ServerError that holds the node's message, which says why.
+	ErrFailedPrecondition = errors.New("ringkv: failed precondition")
 	// ErrClosed means the Client was closed.
 	ErrClosed = errors.New("ringkv: client closed")
 	// ErrNoEndpoints means New was given no endpoints.
@@ -28,10 +35,12 @@ var (
 // ServerError is an error a node returned that the client does not retry:
 // any gRPC code but OK, Unavailable and DeadlineExceeded. It keeps the node's
 // code and message. errors.Is(err, ErrInvalidArgument) holds when Code is
-// codes.InvalidArgument, and errors.Is(err, ErrNotFound) when Code is
-// codes.NotFound.
+// codes.InvalidArgument, errors.Is(err, ErrNotFound) when Code is
+// codes.NotFound, and errors.Is(err, ErrFailedPrecondition) when Code is
+// codes.FailedPrecondition.
 type ServerError struct {
-	// Op is the call that failed: "get", "put", "delete" or "status".
+	// Op is the call that failed: "get", "put", "delete", "status",
+	// "remove node" or "rebalance status".
 	Op string
 	// Code is the gRPC code the node returned.
 	Code codes.Code
@@ -39,15 +48,10 @@ type ServerError struct {
 	Message string
 }
 
-// Error returns "ringkv: OP: CODE: MESSAGE".
+// Error returns "ringkv: OP: CODE: MESSAGE", CODE in lower-case words
+// ("failed precondition").
 func (e *ServerError) Error() string {
-	code := strings.ToLower(e.Code.String())
-	switch e.Code {
-	case codes.InvalidArgument:
-		code = "invalid argument"
-	case codes.NotFound:
-		code = "not found"
-	}
+	code := codeWords(e.Code)
 	if e.Message == "" {
 		return fmt.Sprintf("ringkv: %s: %s", e.Op, code)
 	}
@@ -62,8 +66,24 @@ func (e *ServerError) Is(target error) bool {
 		return e.Code == codes.InvalidArgument
 	case ErrNotFound:
 		return e.Code == codes.NotFound
+	case ErrFailedPrecondition:
+		return e.Code == codes.FailedPrecondition
 	}
 	return false
+}
+
+// codeWords returns c's name in lower-case words: "failed precondition" for
+// codes.FailedPrecondition, "ok" for codes.OK.
+func codeWords(c codes.Code) string {
+	name := c.String()
+	var b strings.Builder
+	for i, r := range name {
+		if i > 0 && unicode.IsUpper(r) && unicode.IsLower(rune(name[i-1])) {
+			b.WriteByte(' ')
+		}
+		b.WriteRune(unicode.ToLower(r))
+	}
+	return b.String()
 }
 
 // GRPCStatus returns the node's status, so that status.FromError and

@@ -40,6 +40,17 @@ type fakeCluster struct {
 	data     map[string]fakeValue
 	results  map[fakeReq]fakeResult // applied writes, for deduplication
 	writes   []*ringkvv1.RequestID  // every write that arrived, in order
+
+	// The admin side, which tests script: Status reports states (member
+	// ID -> state, "active" when absent) and targets (shard -> target,
+	// none when absent); RemoveNode records the IDs it is called with in
+	// removed and fails with removeErr if set, else answers epoch 2;
+	// RebalanceStatus answers rebalance (empty when nil).
+	states    map[string]string
+	targets   map[int][]string
+	removed   []string
+	removeErr error
+	rebalance *ringkvv1.RebalanceStatusResponse
 }
 
 type fakeValue struct {
@@ -75,6 +86,7 @@ type fakeNode struct {
 	mu          sync.Mutex
 	kvCalls     int
 	statusCalls int
+	adminCalls  int        // RemoveNode and RebalanceStatus
 	fail        codes.Code // not OK: every call fails with it
 	failKV      codes.Code // not OK: every KV call fails with it
 	// before runs first in every call; an error fails the call.
@@ -93,6 +105,8 @@ func newFakeCluster(t testing.TB) *fakeCluster {
 		reported: make([]string, fakeShards),
 		data:     make(map[string]fakeValue),
 		results:  make(map[fakeReq]fakeResult),
+		states:   make(map[string]string),
+		targets:  make(map[int][]string),
 	}
 	for i := range 3 {
 		lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -216,14 +230,25 @@ func (n *fakeNode) counts() (kv, status int) {
 	return n.kvCalls, n.statusCalls
 }
 
+// adminCount returns the number of RemoveNode and RebalanceStatus calls n
+// served.
+func (n *fakeNode) adminCount() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.adminCalls
+}
+
 // enter counts a call and runs the scripted faults.
 func (n *fakeNode) enter(ctx context.Context, method string, key []byte) error {
-	kv := method != "Status"
+	kv := method == "Get" || method == "Put" || method == "Delete"
 	n.mu.Lock()
-	if kv {
+	switch {
+	case kv:
 		n.kvCalls++
-	} else {
+	case method == "Status":
 		n.statusCalls++
+	default:
+		n.adminCalls++
 	}
 	fail, failKV, before := n.fail, n.failKV, n.before
 	n.mu.Unlock()
@@ -318,11 +343,15 @@ func (n *fakeNode) Status(ctx context.Context, _ *ringkvv1.StatusRequest) (*ring
 		return nil, err
 	}
 	resp := &ringkvv1.StatusResponse{Epoch: 1, ShardCount: fakeShards, ReplicationFactor: 3, NodeId: n.id}
-	for _, m := range n.c.nodes {
-		resp.Members = append(resp.Members, &ringkvv1.Member{Id: m.id, Address: m.addr, State: "active"})
-	}
 	n.c.mu.Lock()
 	defer n.c.mu.Unlock()
+	for _, m := range n.c.nodes {
+		state := n.c.states[m.id]
+		if state == "" {
+			state = "active"
+		}
+		resp.Members = append(resp.Members, &ringkvv1.Member{Id: m.id, Address: m.addr, State: state})
+	}
 	for sh := range fakeShards {
 		leader := n.c.leaders[sh]
 		if n.c.reported[sh] != "" {
@@ -330,9 +359,35 @@ func (n *fakeNode) Status(ctx context.Context, _ *ringkvv1.StatusRequest) (*ring
 		}
 		resp.Shards = append(resp.Shards, &ringkvv1.ShardInfo{
 			Id: uint32(sh), Replicas: n.c.replicas(sh), Leader: leader, LeaderTerm: 1,
+			Target: n.c.targets[sh],
 		})
 	}
 	return resp, nil
+}
+
+func (n *fakeNode) RemoveNode(ctx context.Context, req *ringkvv1.RemoveNodeRequest) (*ringkvv1.RemoveNodeResponse, error) {
+	if err := n.enter(ctx, "RemoveNode", nil); err != nil {
+		return nil, err
+	}
+	n.c.mu.Lock()
+	defer n.c.mu.Unlock()
+	n.c.removed = append(n.c.removed, req.GetNodeId())
+	if n.c.removeErr != nil {
+		return nil, n.c.removeErr
+	}
+	return &ringkvv1.RemoveNodeResponse{Epoch: 2}, nil
+}
+
+func (n *fakeNode) RebalanceStatus(ctx context.Context, _ *ringkvv1.RebalanceStatusRequest) (*ringkvv1.RebalanceStatusResponse, error) {
+	if err := n.enter(ctx, "RebalanceStatus", nil); err != nil {
+		return nil, err
+	}
+	n.c.mu.Lock()
+	defer n.c.mu.Unlock()
+	if n.c.rebalance == nil {
+		return &ringkvv1.RebalanceStatusResponse{Epoch: 1}, nil
+	}
+	return proto.CloneOf(n.c.rebalance), nil
 }
 
 // keyOn returns a key of shard sh.

@@ -31,9 +31,25 @@ type ClusterStatus struct {
 type Member struct {
 	ID      string
 	Address string
-	// State is "active" for every member of a static cluster.
+	// State is one of StateJoining, StateActive, StateDraining and
+	// StateDead; StateActive for every member of a static cluster. A newer
+	// node may report a state this package does not name.
 	State string
 }
+
+// The states of a Member.
+const (
+	// StateJoining is a node that replicas are being moved onto.
+	StateJoining = "joining"
+	// StateActive is a node that holds its share of the replicas.
+	StateActive = "active"
+	// StateDraining is a node being removed: its replicas are being moved
+	// off it, and it leaves the cluster once it holds none.
+	StateDraining = "draining"
+	// StateDead is a node unreachable for longer than the cluster's
+	// dead-after timeout: its replicas are being re-created elsewhere.
+	StateDead = "dead"
+)
 
 // ShardStatus is a shard's placement and leadership.
 type ShardStatus struct {
@@ -45,6 +61,25 @@ type ShardStatus struct {
 	Leader string
 	// LeaderTerm is the Raft term of that leadership, 0 when unknown.
 	LeaderTerm uint64
+	// Target is the replica set the ring wants for the shard. It differs
+	// from Replicas while the shard waits for or undergoes a move. A node
+	// that reports no target (one older than the rebalancer) yields a
+	// Target equal to Replicas.
+	Target []string
+}
+
+// Moving reports whether the shard's replica set differs from its target,
+// ignoring order: the shard waits for or undergoes a move.
+func (s ShardStatus) Moving() bool {
+	if len(s.Replicas) != len(s.Target) {
+		return true
+	}
+	for _, id := range s.Target {
+		if !slices.Contains(s.Replicas, id) {
+			return true
+		}
+	}
+	return false
 }
 
 // Status returns the cluster's status as any node sees it, and refreshes the
@@ -77,11 +112,16 @@ func statusFromProto(resp *ringkvv1.StatusResponse) *ClusterStatus {
 		s.Members = append(s.Members, Member{ID: m.GetId(), Address: m.GetAddress(), State: m.GetState()})
 	}
 	for _, sh := range resp.GetShards() {
+		target := sh.GetTarget()
+		if len(target) == 0 {
+			target = sh.GetReplicas()
+		}
 		s.Shards = append(s.Shards, ShardStatus{
 			ID:         sh.GetId(),
 			Replicas:   slices.Clone(sh.GetReplicas()),
 			Leader:     sh.GetLeader(),
 			LeaderTerm: sh.GetLeaderTerm(),
+			Target:     slices.Clone(target),
 		})
 	}
 	slices.SortFunc(s.Shards, func(a, b ShardStatus) int { return cmp.Compare(a.ID, b.ID) })

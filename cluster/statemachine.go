@@ -9,42 +9,29 @@ import (
 	"sync/atomic"
 )
 
-// Errors returned in an Apply result.
+// Errors returned in an Apply result. Callers match them with errors.Is;
+// the message says what was wrong.
 var (
 	// ErrAlreadyInitialized: an Init command reached a cluster that has one.
 	ErrAlreadyInitialized = errors.New("cluster already initialized")
-	// ErrBadCommand: the command could not be decoded.
+	// ErrBadCommand: the command could not be decoded or is malformed.
 	ErrBadCommand = errors.New("bad metadata command")
+	// ErrNotInitialized: a change reached a cluster that has no metadata.
+	ErrNotInitialized = errors.New("cluster not initialized")
+	// ErrExists: a join names an ID that is a member at another address.
+	ErrExists = errors.New("node already exists")
+	// ErrRemoved: a join names an ID that was removed from the cluster.
+	ErrRemoved = errors.New("node was removed")
+	// ErrNotMember: a command names a node that is not a member.
+	ErrNotMember = errors.New("not a member")
+	// ErrTooFewNodes: the change would leave fewer placeable nodes than the
+	// replication factor.
+	ErrTooFewNodes = errors.New("too few nodes")
+	// ErrMoveConflict: a move step does not match the shard's state (for
+	// example a second move on a shard, or finishing a move that is not in
+	// progress). The proposer re-reads the metadata and tries again.
+	ErrMoveConflict = errors.New("move conflict")
 )
-
-// command is the metadata log's entry. The metadata group sees a handful of
-// entries in a cluster's life, so JSON's readability beats compactness.
-type command struct {
-	Op    string `json:"op"`
-	State *State `json:"state,omitempty"`
-}
-
-const (
-	opNoop = "noop"
-	opInit = "init"
-)
-
-// NoopCommand returns the command a new metadata leader commits to fix its
-// term's commit index; it changes nothing.
-func NoopCommand() []byte {
-	b, _ := json.Marshal(command{Op: opNoop})
-	return b
-}
-
-// InitCommand returns the command that creates the cluster with st (whose
-// Epoch is set to 1 when applied).
-func InitCommand(st State) ([]byte, error) {
-	st.Epoch = 1
-	if err := st.Validate(); err != nil {
-		return nil, err
-	}
-	return json.Marshal(command{Op: opInit, State: &st})
-}
 
 // StateMachine is the metadata group's replicated state. Readers call
 // Current and Changed from any goroutine; replication calls Apply, Snapshot
@@ -85,17 +72,20 @@ func (sm *StateMachine) publish(st *State) {
 	sm.mu.Unlock()
 }
 
-// Apply applies one metadata command. It returns nil or an error.
+// Apply applies one metadata command. It returns nil or an error
+// (ErrBadCommand, or a refusal such as ErrTooFewNodes) and changes nothing
+// on error. Every applied change increments the epoch.
 func (sm *StateMachine) Apply(_ uint64, cmd []byte) any {
 	var c command
 	if err := json.Unmarshal(cmd, &c); err != nil {
 		return fmt.Errorf("%w: %v", ErrBadCommand, err)
 	}
+	cur := sm.Current()
 	switch c.Op {
 	case opNoop:
 		return nil
 	case opInit:
-		if sm.Current().Initialized() {
+		if cur.Initialized() {
 			return ErrAlreadyInitialized
 		}
 		if c.State == nil {
@@ -103,14 +93,34 @@ func (sm *StateMachine) Apply(_ uint64, cmd []byte) any {
 		}
 		st := *c.State
 		st.Epoch = 1
+		st.normalize()
 		if err := st.Validate(); err != nil {
 			return fmt.Errorf("%w: %w", ErrBadCommand, err)
 		}
 		sm.publish(&st)
 		return nil
-	default:
+	}
+	if !knownOps[c.Op] {
 		return fmt.Errorf("%w: unknown op %q", ErrBadCommand, c.Op)
 	}
+	if !cur.Initialized() {
+		return ErrNotInitialized
+	}
+	next := cur.clone()
+	changed, err := next.apply(c)
+	if err != nil {
+		return err
+	}
+	if !changed {
+		return nil
+	}
+	next.Epoch = cur.Epoch + 1
+	if err := next.Validate(); err != nil {
+		// A bug, not a user error: never publish an inconsistent state.
+		return fmt.Errorf("%w: %s would make the metadata inconsistent: %w", ErrBadCommand, c.Op, err)
+	}
+	sm.publish(next)
+	return nil
 }
 
 // Snapshot returns the current state, which is immutable.
@@ -129,6 +139,7 @@ func (sm *StateMachine) Restore(r io.Reader) error {
 	}
 	st := *p
 	if st.Initialized() {
+		st.normalize()
 		if err := st.Validate(); err != nil {
 			return fmt.Errorf("metadata snapshot: %w", err)
 		}

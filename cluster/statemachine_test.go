@@ -110,6 +110,7 @@ func TestApplyInit(t *testing.T) {
 	changed := sm.Changed()
 	want := testState()
 	want.Epoch = 1
+	want.normalize() // the target starts as the placement
 	in := testState()
 	in.Epoch = 0
 	mustInit(t, sm, in)

@@ -40,8 +40,27 @@ type Config struct {
 	DataDir string
 	// InitialCluster lists every member of a new cluster, this node
 	// included. Every initial member must be given the same list. Ignored
-	// when DataDir already holds a cluster.
+	// when DataDir already holds a cluster. With neither InitialCluster
+	// nor Join, a node with an empty DataDir creates a one-node cluster.
 	InitialCluster []Peer
+	// Join lists addresses of members of a running cluster to join (any
+	// of them will do). Ignored when DataDir already holds a cluster.
+	Join []string
+	// DeadAfter is how long a member may be unreachable from the metadata
+	// leader before it is marked dead and its replicas are re-created on
+	// the other nodes. Default 1 minute.
+	DeadAfter time.Duration
+	// MaxMovesPerNode bounds the replica moves in progress that involve
+	// any one node (as source or destination). Default 2.
+	MaxMovesPerNode int
+	// SnapshotRate bounds the bytes per second of snapshot data this node
+	// sends to catching-up replicas (all shards together). Default
+	// 32 MiB/s; negative means no limit.
+	SnapshotRate int64
+	// ControllerInterval is how often the metadata leader checks members'
+	// liveness, the metadata group's membership and the moves to start,
+	// and how often every node checks the moves it drives. Default 500ms.
+	ControllerInterval time.Duration
 	// Shards is the shard count of a new cluster. Default 64.
 	Shards int
 	// Replicas is the replication factor of a new cluster. Default 3.
@@ -96,6 +115,15 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.DeadAfter == 0 {
+		c.DeadAfter = time.Minute
+	}
+	if c.MaxMovesPerNode == 0 {
+		c.MaxMovesPerNode = 2
+	}
+	if c.ControllerInterval == 0 {
+		c.ControllerInterval = 500 * time.Millisecond
+	}
 	if c.LeaderBalanceInterval == 0 {
 		c.LeaderBalanceInterval = 5 * time.Second
 	}
@@ -144,6 +172,20 @@ func (c *Config) Validate() error {
 	}
 	if len(c.InitialCluster) > 0 && !self {
 		return fmt.Errorf("initial cluster does not list this node (%s)", c.ID)
+	}
+	if len(c.InitialCluster) > 0 && len(c.Join) > 0 {
+		return errors.New("give either an initial cluster (to create one) or addresses to join (to join one), not both")
+	}
+	for _, a := range c.Join {
+		if _, _, err := net.SplitHostPort(a); err != nil {
+			return fmt.Errorf("join address %q: %w", a, err)
+		}
+	}
+	if c.DeadAfter < 0 {
+		return fmt.Errorf("dead-after %v: want a positive duration", c.DeadAfter)
+	}
+	if c.MaxMovesPerNode < 0 {
+		return fmt.Errorf("max moves per node %d: want at least 1", c.MaxMovesPerNode)
 	}
 	return nil
 }

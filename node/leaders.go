@@ -44,6 +44,9 @@ func (n *Node) balanceLeadership() {
 			if want == n.cfg.ID || time.Now().Before(backoff[sid]) {
 				continue
 			}
+			if _, moving := st.ActiveMove(uint32(id)); moving {
+				continue // the move hands leadership over itself
+			}
 			g, ok := n.ShardGroup(sid)
 			if !ok || !g.Leader().Self {
 				continue

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
@@ -39,21 +40,25 @@ type Node struct {
 	cfg    Config
 	logger *slog.Logger
 
-	lis       net.Listener
-	server    *grpc.Server
-	health    *health.Server
-	mux       *replication.Mux
-	router    *router.Router
-	confirmer *rpc.Confirmer
+	lis        net.Listener
+	server     *grpc.Server
+	health     *health.Server
+	mux        *replication.Mux
+	router     *router.Router
+	confirmer  *rpc.Confirmer
+	metaClient *rpc.MetaClient
 
 	meta     *replication.Group
+	joining  bool // a new node asking to join (set by openMeta)
 	metaSM   *cluster.StateMachine
 	serveErr chan error
 
 	mu struct {
 		sync.Mutex
 		shards map[shard.ID]*shardReplica
-		closed bool
+		// tombstones: the epoch at which each dropped replica was dropped.
+		tombstones map[shard.ID]uint64
+		closed     bool
 	}
 
 	stop     chan struct{}
@@ -79,9 +84,12 @@ func Start(cfg Config) (*Node, error) {
 	if err := checkIdentity(cfg.DataDir, cfg.ID); err != nil {
 		return nil, err
 	}
+	tombstones, err := readTombstones(filepath.Join(cfg.DataDir, "shards"))
+	if err != nil {
+		return nil, err
+	}
 	lis := cfg.Listener
 	if lis == nil {
-		var err error
 		if lis, err = net.Listen("tcp", cfg.ListenAddr); err != nil {
 			return nil, fmt.Errorf("listen: %w", err)
 		}
@@ -97,8 +105,10 @@ func Start(cfg Config) (*Node, error) {
 		serveErr: make(chan error, 1),
 	}
 	n.mu.shards = map[shard.ID]*shardReplica{}
+	n.mu.tombstones = tombstones
 	n.mux = replication.NewMux(replication.MuxConfig{
-		LocalAddr: cfg.AdvertiseAddr,
+		LocalAddr:    cfg.AdvertiseAddr,
+		SnapshotRate: cfg.SnapshotRate,
 		DialOptions: append([]grpc.DialOption{
 			// Forwarded reads bring back values up to the limit.
 			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(cfg.Limits.MaxMessageSize())),
@@ -107,6 +117,7 @@ func Start(cfg Config) (*Node, error) {
 	})
 	n.metaSM = cluster.NewStateMachine()
 	n.confirmer = rpc.NewConfirmer(n.mux)
+	n.metaClient = rpc.NewMetaClient(n.mux)
 	n.router = router.New(router.Config{
 		NodeID:           cfg.ID,
 		UnsafeLocalReads: cfg.UnsafeLocalReads,
@@ -124,8 +135,9 @@ func Start(cfg Config) (*Node, error) {
 	healthpb.RegisterHealthServer(n.server, n.health)
 	ringkvv1.RegisterRaftTransportServer(n.server, n.mux)
 	ringkvv1.RegisterKVServer(n.server, rpc.NewKVServer(n.router, cfg.Limits))
-	ringkvv1.RegisterClusterServer(n.server, rpc.NewClusterServer(n.status))
+	ringkvv1.RegisterClusterServer(n.server, rpc.NewClusterServer(n))
 	ringkvv1.RegisterReadConfirmServer(n.server, rpc.NewReadConfirmServer(n))
+	ringkvv1.RegisterMetaServer(n.server, rpc.NewMetaServer(n))
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
@@ -136,9 +148,15 @@ func Start(cfg Config) (*Node, error) {
 		n.Stop(context.Background())
 		return nil, err
 	}
-	n.wg.Add(2)
+	n.wg.Add(4)
 	go n.initializeCluster()
 	go n.reconcileLoop()
+	go n.controlLoop()
+	go n.moveLoop()
+	if n.joining {
+		n.wg.Add(1)
+		go n.joinCluster()
+	}
 	if cfg.LeaderBalanceInterval > 0 {
 		n.wg.Add(1)
 		go n.balanceLeadership()
@@ -213,11 +231,21 @@ func (n *Node) openMeta() error {
 		return fmt.Errorf("metadata group: %w", err)
 	}
 	n.meta = g
-	if len(n.cfg.InitialCluster) == 0 {
-		if !hadState {
-			return fmt.Errorf("data directory %s holds no cluster: start the node with --initial-cluster", n.cfg.DataDir)
-		}
+	switch {
+	case hadState:
+		// A restart: the node's cluster is in its data; flags that create
+		// or join one are ignored.
 		return nil
+	case len(n.cfg.Join) > 0:
+		n.joining = true
+		// The metadata reaches this node through the metadata group once
+		// the cluster's controller adds it (see joinCluster).
+		return nil
+	case len(n.cfg.InitialCluster) == 0:
+		// Neither joining nor given a cluster: create a one-node cluster.
+		// Shards run with one replica and are up-replicated as nodes join.
+		n.cfg.InitialCluster = []Peer{{ID: n.cfg.ID, Addr: n.cfg.AdvertiseAddr}}
+		n.logger.Info("creating a new one-node cluster (no --join or --initial-cluster given)")
 	}
 	var voters []replication.Server
 	for _, p := range n.cfg.InitialCluster {
@@ -317,37 +345,74 @@ func (n *Node) reconcileLoop() {
 	}
 }
 
+// reconcile opens the replicas st gives this node and closes, deletes and
+// tombstones the ones it no longer does.
 func (n *Node) reconcile(st *cluster.State) error {
-	for _, id := range st.ShardsOf(n.cfg.ID) {
-		sid := shard.ID(id)
+	var errs []error
+	for i := range st.ShardCount {
+		sid := shard.ID(i)
+		host := st.Hosts(n.cfg.ID, i)
 		n.mu.Lock()
-		_, open := n.mu.shards[sid]
+		rep, open := n.mu.shards[sid]
 		closed := n.mu.closed
+		tomb := n.mu.tombstones[sid]
 		n.mu.Unlock()
-		if open {
-			continue
-		}
 		if closed {
 			return nil
 		}
-		rep, err := n.openShard(st, sid)
-		if err != nil {
-			return err
-		}
-		n.mu.Lock()
-		if n.mu.closed {
+		switch {
+		case host && !open && st.Epoch > tomb:
+			rep, err := n.openShard(st, sid)
+			if err != nil {
+				errs = append(errs, err)
+				continue
+			}
+			n.mu.Lock()
+			if n.mu.closed {
+				n.mu.Unlock()
+				return rep.Shutdown()
+			}
+			n.mu.shards[sid] = rep
 			n.mu.Unlock()
-			return rep.Shutdown()
+		case !host && open:
+			if err := n.dropShard(st, sid, rep); err != nil {
+				errs = append(errs, err)
+			}
 		}
-		n.mu.shards[sid] = rep
-		n.mu.Unlock()
+	}
+	return errors.Join(errs...)
+}
+
+// dropShard shuts down a replica the metadata no longer gives this node,
+// deletes its data and leaves a tombstone: the replica is never opened
+// again from metadata older than the epoch that dropped it (a restart
+// replays old metadata before it catches up), so it cannot come back and
+// disturb its group's elections (hashicorp/raft#524).
+func (n *Node) dropShard(st *cluster.State, sid shard.ID, rep *shardReplica) error {
+	n.mu.Lock()
+	delete(n.mu.shards, sid)
+	n.mu.tombstones[sid] = st.Epoch
+	n.mu.Unlock()
+	n.logger.Info("dropping replica the placement moved away", "shard", sid, "epoch", st.Epoch)
+	if err := rep.Shutdown(); err != nil {
+		n.logger.Warn("shutting down dropped replica", "shard", sid, "err", err)
+	}
+	if err := writeTombstone(n.shardDir(sid), st.Epoch); err != nil {
+		return fmt.Errorf("shard %d: %w", sid, err)
+	}
+	if err := os.RemoveAll(n.shardDir(sid)); err != nil {
+		return fmt.Errorf("shard %d: deleting dropped replica: %w", sid, err)
 	}
 	return nil
 }
 
+func (n *Node) shardDir(sid shard.ID) string {
+	return filepath.Join(n.cfg.DataDir, "shards", fmt.Sprintf("%05d", sid))
+}
+
 func (n *Node) openShard(st *cluster.State, sid shard.ID) (*shardReplica, error) {
 	sm := shard.NewStateMachine(shard.DefaultConfig())
-	dir := filepath.Join(n.cfg.DataDir, "shards", fmt.Sprintf("%05d", sid))
+	dir := n.shardDir(sid)
 	gc, err := n.groupConfig(uint64(sid), dir, shardSM{sm}, shard.EncodeNoop(0))
 	if err != nil {
 		return nil, err
@@ -356,18 +421,24 @@ func (n *Node) openShard(st *cluster.State, sid shard.ID) (*shardReplica, error)
 	if err != nil {
 		return nil, fmt.Errorf("shard %d: %w", sid, err)
 	}
-	var voters []replication.Server
-	for _, id := range st.ReplicasOf(uint32(sid)) {
-		m, ok := st.Member(id)
-		if !ok {
-			g.Shutdown()
-			return nil, fmt.Errorf("shard %d: replica on unknown node %q", sid, id)
+	// Only the shard's first replica set bootstraps its group, and only
+	// while no move ever changed it: every later replica joins through a
+	// Raft membership change and gets the data from the leader.
+	_, moving := st.ActiveMove(uint32(sid))
+	if st.Changes[sid] == 0 && !moving && slices.Contains(st.ReplicasOf(uint32(sid)), n.cfg.ID) {
+		var voters []replication.Server
+		for _, id := range st.ReplicasOf(uint32(sid)) {
+			m, ok := st.Member(id)
+			if !ok {
+				g.Shutdown()
+				return nil, fmt.Errorf("shard %d: replica on unknown node %q", sid, id)
+			}
+			voters = append(voters, replication.Server{ID: m.ID, Addr: m.Addr})
 		}
-		voters = append(voters, replication.Server{ID: m.ID, Addr: m.Addr})
-	}
-	if err := g.Bootstrap(voters); err != nil {
-		g.Shutdown()
-		return nil, fmt.Errorf("shard %d: %w", sid, err)
+		if err := g.Bootstrap(voters); err != nil {
+			g.Shutdown()
+			return nil, fmt.Errorf("shard %d: %w", sid, err)
+		}
 	}
 	return &shardReplica{Group: g, sm: sm}, nil
 }
@@ -410,8 +481,8 @@ func (n *Node) Ready() bool {
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	for _, id := range st.ShardsOf(n.cfg.ID) {
-		if _, ok := n.mu.shards[shard.ID(id)]; !ok {
+	for i := range st.ShardCount {
+		if _, ok := n.mu.shards[shard.ID(i)]; !ok && st.Hosts(n.cfg.ID, i) {
 			return false
 		}
 	}
@@ -444,7 +515,9 @@ func (n *Node) ShardGroup(id shard.ID) (*replication.Group, bool) {
 	return r.Group, true
 }
 
-func (n *Node) status(ctx context.Context) (*ringkvv1.StatusResponse, error) {
+// Status implements rpc.ClusterAdmin: the members and the shard map as
+// this node knows them, with the leaders of the shards it hosts.
+func (n *Node) Status(ctx context.Context) (*ringkvv1.StatusResponse, error) {
 	st := n.metaSM.Current()
 	if !st.Initialized() {
 		return nil, router.ErrNotReady
@@ -459,7 +532,7 @@ func (n *Node) status(ctx context.Context) (*ringkvv1.StatusResponse, error) {
 		resp.Members = append(resp.Members, &ringkvv1.Member{Id: m.ID, Address: m.Addr, State: string(m.State)})
 	}
 	for id, reps := range st.Shards {
-		info := &ringkvv1.ShardInfo{Id: uint32(id), Replicas: reps}
+		info := &ringkvv1.ShardInfo{Id: uint32(id), Replicas: reps, Target: st.Target[id]}
 		if l, ok := n.ShardLeader(shard.ID(id)); ok {
 			info.Leader, info.LeaderTerm = l.ID, l.Term
 		} else {

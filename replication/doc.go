@@ -2,9 +2,9 @@
 // metadata group, many of them in one process.
 //
 // It wraps hashicorp/raft so that the rest of ringkv sees a small surface
-// (Group.Propose, Group.ReadBarrier, leadership queries) and never raft's
-// futures, timeouts or sentinel errors. Three things live here because raft
-// alone does not provide them:
+// (Group.Propose, Group.ReadBarrier, leadership queries, membership changes
+// for replica moves) and never raft's futures, timeouts or sentinel errors.
+// Three things live here because raft alone does not provide them:
 //
 //   - A transport that multiplexes every group of a node over the node's one
 //     gRPC server and one connection per peer (transport*.go). A listener and

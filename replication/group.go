@@ -145,6 +145,8 @@ type Group struct {
 	raft   *raft.Raft
 	fsm    *fsm
 	store  *raftboltdb.BoltStore
+	logs   raft.LogStore // the cache in front of store that raft uses
+	snaps  *trackingSnapshotStore
 	logger *slog.Logger
 
 	// readyTerm is the term in which this replica, as leader, has committed
@@ -160,6 +162,13 @@ type Group struct {
 		nextRound *verifyRound
 	}
 	verifyKick chan struct{}
+
+	// confScan caches how far Configuration has searched the log for the
+	// latest configuration entry (group_confindex.go).
+	confScan struct {
+		sync.Mutex
+		configScan
+	}
 
 	stop     chan struct{}
 	wg       sync.WaitGroup
@@ -197,7 +206,12 @@ func Open(cfg Config) (*Group, error) {
 		store.Close()
 		return nil, fmt.Errorf("group %d: %w", cfg.Group, err)
 	}
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, 2, hlog)
+	fileSnaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, 2, hlog)
+	if err != nil {
+		store.Close()
+		return nil, fmt.Errorf("group %d: opening snapshot store: %w", cfg.Group, err)
+	}
+	snaps, err := newTrackingSnapshotStore(fileSnaps)
 	if err != nil {
 		store.Close()
 		return nil, fmt.Errorf("group %d: opening snapshot store: %w", cfg.Group, err)
@@ -224,6 +238,8 @@ func Open(cfg Config) (*Group, error) {
 		cfg:        cfg,
 		fsm:        newFSM(cfg.StateMachine),
 		store:      store,
+		logs:       logs,
+		snaps:      snaps,
 		logger:     cfg.Logger.With("group", cfg.Group),
 		verifyKick: make(chan struct{}, 1),
 		stop:       make(chan struct{}),

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/credentials/insecure"
@@ -38,6 +39,12 @@ const (
 	// DefaultSnapshotChunkSize is the size of the data chunks InstallSnapshot
 	// streams.
 	DefaultSnapshotChunkSize = 256 << 10
+
+	// DefaultSnapshotRate is the pace, in bytes per second, of all the
+	// snapshot data a node streams to its peers together: enough to move a
+	// GiB-sized replica in about half a minute, while leaving most of a
+	// gigabit link to replication and client traffic.
+	DefaultSnapshotRate = 32 << 20
 
 	// DefaultMaxInFlight is the number of pipelined AppendEntries requests
 	// that may await their responses at once, as in raft.NetworkTransport.
@@ -100,6 +107,16 @@ type MuxConfig struct {
 	// most 3 MiB). Zero means DefaultSnapshotChunkSize.
 	SnapshotChunkSize int
 
+	// SnapshotRate bounds, in bytes per second, the snapshot data that all
+	// of the node's outgoing InstallSnapshot streams send together, so that
+	// moving replicas does not starve replication and client traffic. Data
+	// is paced a chunk (SnapshotChunkSize) at a time, so a transfer may run
+	// a chunk ahead of the rate. Waiting for the rate counts against the
+	// transfer's deadline (SnapshotTimeoutScale) but not against the
+	// per-chunk RPCTimeout. Zero means DefaultSnapshotRate; a negative rate
+	// means unlimited.
+	SnapshotRate int64
+
 	// MaxInFlight is the number of pipelined AppendEntries requests to one
 	// peer that may be awaiting responses at once; it is
 	// raft.NetworkTransportConfig.MaxRPCsInFlight. 1 disables pipelining.
@@ -124,6 +141,10 @@ type MuxConfig struct {
 	// ignoreUrgency, in tests only, makes every heartbeat wait for the
 	// coalescing window, even the ones a leadership confirmation waits for.
 	ignoreUrgency bool
+
+	// snapshotPacer, in tests only, replaces the limiter that SnapshotRate
+	// selects.
+	snapshotPacer snapshotPacer
 }
 
 // Validate reports whether c can configure a Mux.
@@ -159,6 +180,9 @@ func (c MuxConfig) withDefaults() MuxConfig {
 	}
 	if c.SnapshotChunkSize == 0 {
 		c.SnapshotChunkSize = DefaultSnapshotChunkSize
+	}
+	if c.SnapshotRate == 0 {
+		c.SnapshotRate = DefaultSnapshotRate
 	}
 	if c.MaxInFlight == 0 {
 		c.MaxInFlight = DefaultMaxInFlight
@@ -228,6 +252,9 @@ type Mux struct {
 	batchers sync.WaitGroup
 	// epoch is the origin of the Mux's clock (now), which is monotonic.
 	epoch time.Time
+	// snapshotPacer paces the data of every outgoing snapshot stream (see
+	// MuxConfig.SnapshotRate); nil when unlimited.
+	snapshotPacer snapshotPacer
 
 	mu struct {
 		sync.Mutex
@@ -257,6 +284,15 @@ type muxCounters struct {
 	snapshotsReceived atomic.Uint64
 	heartbeatBatches  atomic.Uint64
 	heartbeats        atomic.Uint64
+	// snapshotBytes maps a group ID to its *snapshotByteCounters. Entries
+	// are added on a group's first snapshot transfer and never removed, so
+	// that the counts outlive the group's transport.
+	snapshotBytes sync.Map
+}
+
+// snapshotByteCounters count the snapshot data of one group.
+type snapshotByteCounters struct {
+	sent, received atomic.Uint64
 }
 
 // MuxStats is a point-in-time view of a Mux.
@@ -286,6 +322,12 @@ type MuxStats struct {
 func NewMux(cfg MuxConfig) *Mux {
 	m := &Mux{cfg: cfg.withDefaults(), cfgErr: cfg.Validate(), epoch: time.Now()}
 	m.life, m.cancel = context.WithCancel(context.Background())
+	switch {
+	case cfg.snapshotPacer != nil:
+		m.snapshotPacer = cfg.snapshotPacer
+	case m.cfg.SnapshotRate > 0:
+		m.snapshotPacer = rate.NewLimiter(rate.Limit(m.cfg.SnapshotRate), m.cfg.SnapshotChunkSize)
+	}
 	m.dialOpts = append([]grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithConnectParams(grpc.ConnectParams{
@@ -412,6 +454,36 @@ func (m *Mux) Stats() MuxStats {
 		HeartbeatBatches:  m.stats.heartbeatBatches.Load(),
 		Heartbeats:        m.stats.heartbeats.Load(),
 	}
+}
+
+// SnapshotBytesSent returns how many bytes of snapshot data this node has
+// sent to its peers for group since the Mux was created: data handed to
+// InstallSnapshot streams, including transfers that failed later.
+func (m *Mux) SnapshotBytesSent(group uint64) uint64 {
+	if c, ok := m.stats.snapshotBytes.Load(group); ok {
+		return c.(*snapshotByteCounters).sent.Load()
+	}
+	return 0
+}
+
+// SnapshotBytesReceived returns how many bytes of snapshot data this node
+// has received from its peers for group since the Mux was created,
+// including transfers that failed or that Raft refused.
+func (m *Mux) SnapshotBytesReceived(group uint64) uint64 {
+	if c, ok := m.stats.snapshotBytes.Load(group); ok {
+		return c.(*snapshotByteCounters).received.Load()
+	}
+	return 0
+}
+
+// snapshotCounters returns the snapshot byte counters of group, creating
+// them on first use.
+func (m *Mux) snapshotCounters(group uint64) *snapshotByteCounters {
+	if c, ok := m.stats.snapshotBytes.Load(group); ok {
+		return c.(*snapshotByteCounters)
+	}
+	c, _ := m.stats.snapshotBytes.LoadOrStore(group, new(snapshotByteCounters))
+	return c.(*snapshotByteCounters)
 }
 
 // now reads the Mux's monotonic clock.

@@ -1,7 +1,9 @@
 // This file streams InstallSnapshot over the client-streaming RPC of the same
 // name: the first message carries the request, the following ones the
 // snapshot's bytes in chunks. Neither side holds more than a chunk or two of
-// the snapshot in memory, whatever its size.
+// the snapshot in memory, whatever its size. The sender paces the chunks of
+// all its streams together (MuxConfig.SnapshotRate), and both sides count
+// the bytes per group (Mux.SnapshotBytesSent, Mux.SnapshotBytesReceived).
 
 package replication
 
@@ -10,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -19,10 +22,10 @@ import (
 )
 
 // InstallSnapshot implements raft.Transport. It streams data (args.Size
-// bytes) to target in MuxConfig.SnapshotChunkSize chunks and returns when
-// target's Raft has installed the snapshot, or failed to. The whole call may
-// take RPCTimeout for every SnapshotTimeoutScale bytes, and any one chunk
-// RPCTimeout.
+// bytes) to target in MuxConfig.SnapshotChunkSize chunks, at the pace the
+// Mux's SnapshotRate leaves it, and returns when target's Raft has installed
+// the snapshot, or failed to. The whole call may take RPCTimeout for every
+// SnapshotTimeoutScale bytes, and any one chunk's send RPCTimeout.
 func (t *GroupTransport) InstallSnapshot(_ raft.ServerID, target raft.ServerAddress, args *raft.InstallSnapshotRequest, resp *raft.InstallSnapshotResponse, data io.Reader) error {
 	const op = "InstallSnapshot"
 	p, err := t.peer(op, target)
@@ -48,8 +51,15 @@ func (t *GroupTransport) InstallSnapshot(_ raft.ServerID, target raft.ServerAddr
 		return failed(err)
 	}
 	t.mux.stats.snapshotsSent.Add(1)
-	if err := sendSnapshot(stream, stall, cfg.RPCTimeout, cfg.SnapshotChunkSize,
-		installSnapshotRequestToProto(t.group, args), data); err != nil {
+	s := snapshotSender{
+		stream:    stream,
+		stall:     stall,
+		timeout:   cfg.RPCTimeout,
+		chunkSize: cfg.SnapshotChunkSize,
+		pacer:     t.mux.snapshotPacer,
+		sent:      &t.mux.snapshotCounters(t.group).sent,
+	}
+	if err := s.send(ctx, installSnapshotRequestToProto(t.group, args), data); err != nil {
 		return failed(err)
 	}
 	out, err := stream.CloseAndRecv()
@@ -72,29 +82,46 @@ func snapshotTimeout(timeout time.Duration, scale, size int64) time.Duration {
 	return timeout
 }
 
-// sendSnapshot sends req, then data in chunks of chunkSize bytes, arming
-// stall for every send. A send that fails because the server ended the
-// stream returns nil: the server's status is then CloseAndRecv's error.
-func sendSnapshot(stream grpc.ClientStreamingClient[ringkvv1.InstallSnapshotChunk, ringkvv1.InstallSnapshotResponse],
-	stall *time.Timer, timeout time.Duration, chunkSize int, req *ringkvv1.InstallSnapshotRequest, data io.Reader) error {
-	send := func(c *ringkvv1.InstallSnapshotChunk) error {
-		stall.Reset(timeout)
-		err := stream.Send(c)
-		stall.Stop()
-		return err
-	}
-	if err := send(&ringkvv1.InstallSnapshotChunk{Request: req}); err != nil {
+// snapshotPacer paces outgoing snapshot data; *rate.Limiter is one. WaitN
+// returns when n more bytes may be sent, or with an error when ctx ends
+// first or would end before then.
+type snapshotPacer interface {
+	WaitN(ctx context.Context, n int) error
+}
+
+// snapshotSender streams one snapshot.
+type snapshotSender struct {
+	stream grpc.ClientStreamingClient[ringkvv1.InstallSnapshotChunk, ringkvv1.InstallSnapshotResponse]
+	// stall is armed with timeout for every send.
+	stall     *time.Timer
+	timeout   time.Duration
+	chunkSize int
+	// pacer, if not nil, is waited on for every chunk before it is sent.
+	pacer snapshotPacer
+	// sent counts the data bytes sent.
+	sent *atomic.Uint64
+}
+
+// send sends req, then data in chunks of chunkSize bytes. A send that fails
+// because the server ended the stream returns nil: the server's status is
+// then CloseAndRecv's error.
+func (s *snapshotSender) send(ctx context.Context, req *ringkvv1.InstallSnapshotRequest, data io.Reader) error {
+	if err := s.sendChunk(&ringkvv1.InstallSnapshotChunk{Request: req}); err != nil {
 		return ignoreEOF(err)
 	}
 	for {
 		// A fresh buffer per chunk: gRPC may use a sent message lazily, so
 		// it must not be overwritten.
-		buf := make([]byte, chunkSize)
+		buf := make([]byte, s.chunkSize)
 		n, rerr := io.ReadFull(data, buf)
 		if n > 0 {
-			if err := send(&ringkvv1.InstallSnapshotChunk{Data: buf[:n]}); err != nil {
+			if err := s.pace(ctx, n); err != nil {
+				return err
+			}
+			if err := s.sendChunk(&ringkvv1.InstallSnapshotChunk{Data: buf[:n]}); err != nil {
 				return ignoreEOF(err)
 			}
+			s.sent.Add(uint64(n))
 		}
 		switch {
 		case rerr == io.EOF || rerr == io.ErrUnexpectedEOF:
@@ -103,6 +130,31 @@ func sendSnapshot(stream grpc.ClientStreamingClient[ringkvv1.InstallSnapshotChun
 			return fmt.Errorf("reading snapshot: %w", rerr)
 		}
 	}
+}
+
+func (s *snapshotSender) sendChunk(c *ringkvv1.InstallSnapshotChunk) error {
+	s.stall.Reset(s.timeout)
+	err := s.stream.Send(c)
+	s.stall.Stop()
+	return err
+}
+
+// pace waits until n more bytes may be sent.
+func (s *snapshotSender) pace(ctx context.Context, n int) error {
+	if s.pacer == nil {
+		return nil
+	}
+	err := s.pacer.WaitN(ctx, n)
+	if err == nil {
+		return nil
+	}
+	if ctx.Err() == nil {
+		// rate.Limiter refuses at once a wait that would outlast ctx's
+		// deadline, with an error that does not say so in a way
+		// errors.Is understands.
+		err = fmt.Errorf("%w (%w)", err, context.DeadlineExceeded)
+	}
+	return fmt.Errorf("waiting for the snapshot rate limit: %w", err)
 }
 
 func ignoreEOF(err error) error {
@@ -140,6 +192,7 @@ func (m *Mux) InstallSnapshot(stream grpc.ClientStreamingServer[ringkvv1.Install
 		return rpcStatus(err)
 	}
 	m.stats.snapshotsReceived.Add(1)
+	received := &m.snapshotCounters(t.group).received
 
 	// The waiter owns Raft's answer. Whatever ends the wait also closes the
 	// pipe's read side, which unblocks a pump write nobody will read: Raft
@@ -160,7 +213,7 @@ func (m *Mux) InstallSnapshot(stream grpc.ClientStreamingServer[ringkvv1.Install
 		answered <- answer{r, err}
 	}()
 
-	pumpSnapshot(stream, first.Data, pw)
+	pumpSnapshot(stream, first.Data, pw, received)
 	a := <-answered
 	if a.err != nil {
 		return rpcStatus(a.err)
@@ -180,10 +233,12 @@ var errSnapshotAnswered = errors.New("raft answered InstallSnapshot")
 
 // pumpSnapshot writes data, then every chunk of stream, to pw until the
 // stream ends (closing pw) or fails (closing pw with the error) or the pipe's
-// reader is closed.
-func pumpSnapshot(stream grpc.ClientStreamingServer[ringkvv1.InstallSnapshotChunk, ringkvv1.InstallSnapshotResponse], data []byte, pw *io.PipeWriter) {
+// reader is closed. It counts the data bytes received in received.
+func pumpSnapshot(stream grpc.ClientStreamingServer[ringkvv1.InstallSnapshotChunk, ringkvv1.InstallSnapshotResponse],
+	data []byte, pw *io.PipeWriter, received *atomic.Uint64) {
 	for {
 		if len(data) > 0 {
+			received.Add(uint64(len(data)))
 			if _, err := pw.Write(data); err != nil {
 				return // the reader is closed
 			}

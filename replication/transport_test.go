@@ -686,6 +686,9 @@ func TestTransportInstallSnapshot(t *testing.T) {
 	if sa, sb := a.mux.Stats(), b.mux.Stats(); sa.SnapshotsSent != 1 || sb.SnapshotsReceived != 1 {
 		t.Errorf("snapshots sent %d, received %d; want 1 and 1", sa.SnapshotsSent, sb.SnapshotsReceived)
 	}
+	if sent, recv := a.mux.SnapshotBytesSent(1), b.mux.SnapshotBytesReceived(1); sent != size || recv != size {
+		t.Errorf("snapshot bytes sent %d, received %d; want %d and %d", sent, recv, size, size)
+	}
 }
 
 // transportGatedReader reads r, but not past gateAt bytes until gate is

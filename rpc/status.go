@@ -7,6 +7,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/ringkv/ringkv/cluster"
 	"github.com/ringkv/ringkv/replication"
 	"github.com/ringkv/ringkv/router"
 	"github.com/ringkv/ringkv/shard"
@@ -29,6 +30,20 @@ func toStatus(err error) error {
 	switch {
 	case errors.As(err, &remote):
 		return status.Error(remote.code, err.Error())
+	case errors.Is(err, cluster.ErrExists):
+		return status.Error(codes.AlreadyExists, err.Error())
+	case errors.Is(err, cluster.ErrNotMember):
+		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, cluster.ErrRemoved),
+		errors.Is(err, cluster.ErrTooFewNodes),
+		errors.Is(err, cluster.ErrAlreadyInitialized):
+		return status.Error(codes.FailedPrecondition, err.Error())
+	case errors.Is(err, cluster.ErrMoveConflict):
+		return status.Error(codes.Aborted, err.Error())
+	case errors.Is(err, cluster.ErrBadCommand):
+		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, cluster.ErrNotInitialized):
+		return status.Error(codes.Unavailable, err.Error())
 	case errors.Is(err, router.ErrNotFound):
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, shard.ErrBadCommand):

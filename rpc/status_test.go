@@ -10,7 +10,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	ringkvv1 "github.com/ringkv/ringkv/proto/ringkv/v1"
 	"github.com/ringkv/ringkv/replication"
 	"github.com/ringkv/ringkv/router"
 	"github.com/ringkv/ringkv/shard"
@@ -210,22 +209,5 @@ func TestLeaderHint(t *testing.T) {
 		if got := leaderHint(tt.err); got != tt.want {
 			t.Errorf("leaderHint(%v) = %q; want %q", tt.err, got, tt.want)
 		}
-	}
-}
-
-func TestClusterServerStatus(t *testing.T) {
-	want := &ringkvv1.StatusResponse{Epoch: 3, ShardCount: 64, NodeId: "n1"}
-	s := NewClusterServer(func(context.Context) (*ringkvv1.StatusResponse, error) { return want, nil })
-	got, err := s.Status(context.Background(), &ringkvv1.StatusRequest{})
-	if err != nil || got != want {
-		t.Errorf("Status() = %v, %v; want %v, nil", got, err, want)
-	}
-
-	s = NewClusterServer(func(context.Context) (*ringkvv1.StatusResponse, error) {
-		return nil, fmt.Errorf("status: %w", router.ErrNotReady)
-	})
-	_, err = s.Status(context.Background(), &ringkvv1.StatusRequest{})
-	if c := status.Code(err); c != codes.Unavailable {
-		t.Errorf("Status() before metadata loaded: code %v (%v); want Unavailable", c, err)
 	}
 }

@@ -21,8 +21,12 @@ func newClusterCommand(a *app) *cobra.Command {
 		Use:   "status",
 		Short: "Show the members, the shard map and each shard's leader",
 		Long: "Show the cluster's epoch, shard count and replication factor; its members,\n" +
-			"with how many shards each leads and holds; and every shard's replicas and\n" +
-			"leader, as one node sees them.",
+			"with their state (joining, active, draining or dead) and how many shards\n" +
+			"each leads and holds; and every shard's replicas and leader, as one node\n" +
+			"sees them. While shards move, the number of moving shards is shown, and\n" +
+			"each shard's target replicas (TARGET).",
+		Example: "  kvctl cluster status\n" +
+			"  kvctl cluster status -o json | jq '.members[] | select(.state != \"active\")'",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return a.withClient(cmd, func(ctx context.Context, c *client.Client) error {
@@ -52,6 +56,9 @@ type statusJSON struct {
 	Shards            []shardJSON  `json:"shards"`
 	// Leaderless is the number of shards whose leader is unknown.
 	Leaderless int `json:"leaderless"`
+	// Moving is the number of shards whose replicas differ from their
+	// target.
+	Moving int `json:"moving"`
 }
 
 type memberJSON struct {
@@ -67,6 +74,7 @@ type shardJSON struct {
 	Replicas   []string `json:"replicas"`
 	Leader     string   `json:"leader"`
 	LeaderTerm uint64   `json:"leader_term"`
+	Target     []string `json:"target"`
 }
 
 // summarize counts each node's leaderships and replicas. A node a shard
@@ -95,7 +103,11 @@ func summarize(st *client.ClusterStatus) statusJSON {
 		mj.Address, mj.State = m.Address, m.State
 	}
 	for _, sh := range st.Shards {
-		s.Shards = append(s.Shards, shardJSON{ID: sh.ID, Replicas: sh.Replicas, Leader: sh.Leader, LeaderTerm: sh.LeaderTerm})
+		s.Shards = append(s.Shards, shardJSON{ID: sh.ID, Replicas: sh.Replicas, Leader: sh.Leader, LeaderTerm: sh.LeaderTerm,
+			Target: sh.Target})
+		if sh.Moving() {
+			s.Moving++
+		}
 		for _, id := range sh.Replicas {
 			member(id).Replicas++
 		}
@@ -116,6 +128,9 @@ func writeStatusTable(out io.Writer, s statusJSON) error {
 	if s.Leaderless > 0 {
 		fmt.Fprintf(w, "Shards without a leader:\t%d\n", s.Leaderless)
 	}
+	if s.Moving > 0 {
+		fmt.Fprintf(w, "Shards moving:\t%d\n", s.Moving)
+	}
 	fmt.Fprintf(w, "Answered by:\t%s\n", s.NodeID)
 	if err := w.Flush(); err != nil {
 		return err
@@ -133,9 +148,18 @@ func writeStatusTable(out io.Writer, s statusJSON) error {
 
 	fmt.Fprintln(out)
 	w = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(w, "SHARD\tREPLICAS\tLEADER")
+	// The TARGET column only while shards move, and then for every shard.
+	if s.Moving == 0 {
+		fmt.Fprintln(w, "SHARD\tREPLICAS\tLEADER")
+	} else {
+		fmt.Fprintln(w, "SHARD\tREPLICAS\tLEADER\tTARGET")
+	}
 	for _, sh := range s.Shards {
-		fmt.Fprintf(w, "%d\t%s\t%s\n", sh.ID, strings.Join(sh.Replicas, ","), dash(sh.Leader))
+		fmt.Fprintf(w, "%d\t%s\t%s", sh.ID, strings.Join(sh.Replicas, ","), dash(sh.Leader))
+		if s.Moving > 0 {
+			fmt.Fprintf(w, "\t%s", dash(strings.Join(sh.Target, ",")))
+		}
+		fmt.Fprintln(w)
 	}
 	return w.Flush()
 }

@@ -5,11 +5,17 @@
 //	kvctl get KEY
 //	kvctl del KEY
 //	kvctl cluster status
+//	kvctl ring                     # replicas per node, evenness, moving shards
+//	kvctl node remove ID           # drain ID and wait until it has left
+//	kvctl rebalance status [--watch]
+//	kvctl bench put|get|mixed
 //	kvctl completion bash|zsh|fish|powershell
 //
 // Global flags: --endpoints (default $KVCTL_ENDPOINTS, else the local
-// cluster of `make run`), -o table|json, --timeout. Errors go to stderr,
-// prefixed "Error: ", and the exit code is 1.
+// cluster of `make run`), -o table|json, --timeout (of the whole command;
+// node remove has its own, default 10m, and a watch or a benchmark bounds
+// only each request by it). Errors go to stderr, prefixed "Error: ", and the
+// exit code is 1.
 package main
 
 import (

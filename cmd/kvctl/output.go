@@ -3,7 +3,9 @@ package main
 import (
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"io"
+	"time"
 	"unicode/utf8"
 )
 
@@ -20,4 +22,36 @@ func jsonBytes(b []byte) (s, encoding string) {
 		return string(b), ""
 	}
 	return base64.StdEncoding.EncodeToString(b), "base64"
+}
+
+// humanBytes returns n in bytes, KiB, MiB, GiB, ... with one decimal:
+// "512 B", "1.5 KiB", "3.1 MiB".
+func humanBytes(n uint64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := uint64(unit), 0
+	for m := n / unit; m >= unit && exp < 5; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// ago returns how long before now t was, to the second: "1m30s ago"; "-"
+// for the zero time.
+func ago(now, t time.Time) string {
+	if t.IsZero() {
+		return "-"
+	}
+	return fmt.Sprintf("%v ago", max(now.Sub(t), 0).Truncate(time.Second))
+}
+
+// count returns n things, "1 thing" for 1: "3 moves", "1 move".
+func count(n int, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return fmt.Sprintf("%d %ss", n, thing)
 }

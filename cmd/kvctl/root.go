@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
 
 	"github.com/ringkv/ringkv/client"
 )
@@ -60,7 +61,8 @@ func newRootCommand(lookupEnv func(string) (string, bool)) *cobra.Command {
 	root := &cobra.Command{
 		Use:   "kvctl",
 		Short: "kvctl talks to a ringkv cluster",
-		Long: "kvctl reads and writes keys of a ringkv cluster and shows its status.\n\n" +
+		Long: "kvctl reads and writes keys of a ringkv cluster, shows its status and placement,\n" +
+			"and removes nodes from it.\n\n" +
 			"The cluster is reached through --endpoints, else $" + endpointsEnv +
 			" (comma-separated host:port), else " + defaultEndpoints + ".",
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
@@ -87,6 +89,9 @@ func newRootCommand(lookupEnv func(string) (string, bool)) *cobra.Command {
 		newGetCommand(a),
 		newDelCommand(a),
 		newClusterCommand(a),
+		newRingCommand(a),
+		newNodeCommand(a),
+		newRebalanceCommand(a),
 		newBenchCommand(a),
 	)
 	return root
@@ -113,9 +118,21 @@ func (a *app) resolveEndpoints() []string {
 
 // withClient connects to the cluster and runs f, all within the timeout.
 func (a *app) withClient(cmd *cobra.Command, f func(ctx context.Context, c *client.Client) error) error {
-	ctx, cancel := context.WithTimeout(cmd.Context(), a.timeout)
-	defer cancel()
-	c, err := client.New(ctx, a.resolveEndpoints())
+	return a.withClientWithin(cmd, a.timeout, f)
+}
+
+// withClientWithin connects to the cluster within the timeout and runs f,
+// all within limit; a limit of 0 sets none, so f must bound its own calls.
+func (a *app) withClientWithin(cmd *cobra.Command, limit time.Duration, f func(ctx context.Context, c *client.Client) error) error {
+	ctx := cmd.Context()
+	if limit > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, limit)
+		defer cancel()
+	}
+	connectCtx, cancel := context.WithTimeout(ctx, a.timeout)
+	c, err := client.New(connectCtx, a.resolveEndpoints())
+	cancel()
 	if err != nil {
 		return err
 	}
@@ -126,11 +143,16 @@ func (a *app) withClient(cmd *cobra.Command, f func(ctx context.Context, c *clie
 	return explain(err)
 }
 
-// explain makes err fit for a user: a request a node rejected is reported
-// with the node's own message, which says what was wrong.
+// explain makes err fit for a user: a request a node refused because of the
+// request itself or of the cluster's state is reported with the node's own
+// message, which says what was wrong.
 func explain(err error) error {
 	var se *client.ServerError
-	if errors.Is(err, client.ErrInvalidArgument) && errors.As(err, &se) && se.Message != "" {
+	if !errors.As(err, &se) || se.Message == "" {
+		return err
+	}
+	switch se.Code {
+	case codes.InvalidArgument, codes.FailedPrecondition, codes.NotFound, codes.AlreadyExists:
 		return errors.New(se.Message)
 	}
 	return err

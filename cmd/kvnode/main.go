@@ -4,8 +4,11 @@
 //	    --initial-cluster n1=127.0.0.1:7001,n2=127.0.0.1:7002,n3=127.0.0.1:7003
 //
 // Every member of a new cluster is started with the same --initial-cluster.
-// Restarted with the same --data-dir, a node rejoins with its data (the
-// flag is then ignored). SIGINT or SIGTERM shuts it down cleanly.
+// A node started with --join ADDR[,ADDR] joins a running cluster through
+// any of its members; one started with neither creates a one-node cluster
+// that others can join. Restarted with the same --data-dir, a node rejoins
+// with its data (the flags are then ignored). SIGINT or SIGTERM shuts it
+// down cleanly.
 package main
 
 import (
@@ -17,6 +20,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -42,6 +46,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	var (
 		cfg            node.Config
 		initialCluster string
+		join           string
 		logLevel       string
 		debugAddr      string
 		timing         = replication.DefaultTiming()
@@ -51,6 +56,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&cfg.AdvertiseAddr, "advertise", "", "address peers and clients reach this node at (default: --listen)")
 	fs.StringVar(&cfg.DataDir, "data-dir", "", "directory for Raft logs and snapshots (required)")
 	fs.StringVar(&initialCluster, "initial-cluster", "", "members of a new cluster: id=host:port,... (the same on every initial member)")
+	fs.StringVar(&join, "join", "", "join a running cluster through any of its members: host:port[,host:port...]")
+	fs.DurationVar(&cfg.DeadAfter, "dead-after", time.Minute, "mark a member dead, and re-create its replicas elsewhere, after it is unreachable this long")
+	fs.IntVar(&cfg.MaxMovesPerNode, "max-moves-per-node", 2, "replica moves in progress at once per node (as source or destination)")
+	fs.Int64Var(&cfg.SnapshotRate, "snapshot-rate", 32<<20, "bytes per second of snapshot data this node sends to catching-up replicas (negative: unlimited)")
 	fs.IntVar(&cfg.Shards, "shards", 64, "shard count of a new cluster")
 	fs.IntVar(&cfg.Replicas, "replicas", 3, "replication factor of a new cluster")
 	fs.IntVar(&cfg.Limits.MaxKeySize, "max-key-size", rpc.DefaultMaxKeySize, "largest accepted key in bytes")
@@ -79,6 +88,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("--initial-cluster: %w", err)
 	}
 	cfg.InitialCluster = peers
+	for _, a := range strings.Split(join, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			cfg.Join = append(cfg.Join, a)
+		}
+	}
 
 	if debugAddr != "" {
 		stopDebug, err := serveDebug(debugAddr, cfg.Logger)

@@ -446,8 +446,10 @@ type Member struct {
 	state   protoimpl.MessageState `protogen:"open.v1"`
 	Id      string                 `protobuf:"bytes,1,opt,name=id,proto3" json:"id,omitempty"`
 	Address string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
-	// state is "active" for every member of a static cluster; later:
-	// "joining", "draining", "dead".
+	// state is "joining" (replicas are being moved onto it), "active",
+	// "draining" (being removed: replicas are moved off it) or "dead"
+	// (unreachable for longer than the dead-after timeout: its replicas are
+	// re-created elsewhere).
 	State         string `protobuf:"bytes,3,opt,name=state,proto3" json:"state,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -513,7 +515,10 @@ type ShardInfo struct {
 	// answering node ("" when unknown).
 	Leader string `protobuf:"bytes,3,opt,name=leader,proto3" json:"leader,omitempty"`
 	// leader_term is the Raft term of that leadership (0 when unknown).
-	LeaderTerm    uint64 `protobuf:"varint,4,opt,name=leader_term,json=leaderTerm,proto3" json:"leader_term,omitempty"`
+	LeaderTerm uint64 `protobuf:"varint,4,opt,name=leader_term,json=leaderTerm,proto3" json:"leader_term,omitempty"`
+	// target is the replica set the ring wants; it differs from replicas
+	// while the shard waits for or undergoes a move.
+	Target        []string `protobuf:"bytes,5,rep,name=target,proto3" json:"target,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -574,6 +579,13 @@ func (x *ShardInfo) GetLeaderTerm() uint64 {
 		return x.LeaderTerm
 	}
 	return 0
+}
+
+func (x *ShardInfo) GetTarget() []string {
+	if x != nil {
+		return x.Target
+	}
+	return nil
 }
 
 type StatusResponse struct {
@@ -662,6 +674,433 @@ func (x *StatusResponse) GetNodeId() string {
 	return ""
 }
 
+type JoinRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	Address       string                 `protobuf:"bytes,2,opt,name=address,proto3" json:"address,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinRequest) Reset() {
+	*x = JoinRequest{}
+	mi := &file_ringkv_v1_kv_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinRequest) ProtoMessage() {}
+
+func (x *JoinRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ringkv_v1_kv_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
+func (*JoinRequest) Descriptor() ([]byte, []int) {
+	return file_ringkv_v1_kv_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *JoinRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *JoinRequest) GetAddress() string {
+	if x != nil {
+		return x.Address
+	}
+	return ""
+}
+
+type JoinResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// epoch is the metadata epoch that holds the node.
+	Epoch         uint64 `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *JoinResponse) Reset() {
+	*x = JoinResponse{}
+	mi := &file_ringkv_v1_kv_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *JoinResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*JoinResponse) ProtoMessage() {}
+
+func (x *JoinResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ringkv_v1_kv_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
+func (*JoinResponse) Descriptor() ([]byte, []int) {
+	return file_ringkv_v1_kv_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *JoinResponse) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+type RemoveNodeRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NodeId        string                 `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveNodeRequest) Reset() {
+	*x = RemoveNodeRequest{}
+	mi := &file_ringkv_v1_kv_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveNodeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveNodeRequest) ProtoMessage() {}
+
+func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ringkv_v1_kv_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
+func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
+	return file_ringkv_v1_kv_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *RemoveNodeRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+type RemoveNodeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// epoch is the metadata epoch in which the node started draining.
+	Epoch         uint64 `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RemoveNodeResponse) Reset() {
+	*x = RemoveNodeResponse{}
+	mi := &file_ringkv_v1_kv_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RemoveNodeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RemoveNodeResponse) ProtoMessage() {}
+
+func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ringkv_v1_kv_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
+func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
+	return file_ringkv_v1_kv_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *RemoveNodeResponse) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+type RebalanceStatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RebalanceStatusRequest) Reset() {
+	*x = RebalanceStatusRequest{}
+	mi := &file_ringkv_v1_kv_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RebalanceStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RebalanceStatusRequest) ProtoMessage() {}
+
+func (x *RebalanceStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ringkv_v1_kv_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RebalanceStatusRequest.ProtoReflect.Descriptor instead.
+func (*RebalanceStatusRequest) Descriptor() ([]byte, []int) {
+	return file_ringkv_v1_kv_proto_rawDescGZIP(), []int{15}
+}
+
+// Move is one replica move of one shard: a replica is added on to_node and
+// removed from from_node. from_node is empty when a shard only gains a
+// replica (a cluster growing to the replication factor); to_node is empty
+// when it only loses one.
+type Move struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Shard    uint32                 `protobuf:"varint,1,opt,name=shard,proto3" json:"shard,omitempty"`
+	FromNode string                 `protobuf:"bytes,2,opt,name=from_node,json=fromNode,proto3" json:"from_node,omitempty"`
+	ToNode   string                 `protobuf:"bytes,3,opt,name=to_node,json=toNode,proto3" json:"to_node,omitempty"`
+	// phase is "pending" (waiting for a slot), "active", "done" or "aborted".
+	Phase          string `protobuf:"bytes,4,opt,name=phase,proto3" json:"phase,omitempty"`
+	StartedUnixMs  int64  `protobuf:"varint,5,opt,name=started_unix_ms,json=startedUnixMs,proto3" json:"started_unix_ms,omitempty"`
+	FinishedUnixMs int64  `protobuf:"varint,6,opt,name=finished_unix_ms,json=finishedUnixMs,proto3" json:"finished_unix_ms,omitempty"`
+	// bytes is the snapshot data sent to to_node (0 when the log sufficed).
+	Bytes uint64 `protobuf:"varint,7,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	// reason says why a move was aborted.
+	Reason        string `protobuf:"bytes,8,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Move) Reset() {
+	*x = Move{}
+	mi := &file_ringkv_v1_kv_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Move) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Move) ProtoMessage() {}
+
+func (x *Move) ProtoReflect() protoreflect.Message {
+	mi := &file_ringkv_v1_kv_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Move.ProtoReflect.Descriptor instead.
+func (*Move) Descriptor() ([]byte, []int) {
+	return file_ringkv_v1_kv_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *Move) GetShard() uint32 {
+	if x != nil {
+		return x.Shard
+	}
+	return 0
+}
+
+func (x *Move) GetFromNode() string {
+	if x != nil {
+		return x.FromNode
+	}
+	return ""
+}
+
+func (x *Move) GetToNode() string {
+	if x != nil {
+		return x.ToNode
+	}
+	return ""
+}
+
+func (x *Move) GetPhase() string {
+	if x != nil {
+		return x.Phase
+	}
+	return ""
+}
+
+func (x *Move) GetStartedUnixMs() int64 {
+	if x != nil {
+		return x.StartedUnixMs
+	}
+	return 0
+}
+
+func (x *Move) GetFinishedUnixMs() int64 {
+	if x != nil {
+		return x.FinishedUnixMs
+	}
+	return 0
+}
+
+func (x *Move) GetBytes() uint64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+func (x *Move) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+type RebalanceStatusResponse struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Epoch   uint64                 `protobuf:"varint,1,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	Pending []*Move                `protobuf:"bytes,2,rep,name=pending,proto3" json:"pending,omitempty"`
+	Active  []*Move                `protobuf:"bytes,3,rep,name=active,proto3" json:"active,omitempty"`
+	// finished holds the most recent finished moves, newest last.
+	Finished []*Move `protobuf:"bytes,4,rep,name=finished,proto3" json:"finished,omitempty"`
+	// finished_since_change counts the moves finished since the placement
+	// target last changed; with len(pending) and len(active) it gives the
+	// progress of the current rebalance.
+	FinishedSinceChange uint64 `protobuf:"varint,5,opt,name=finished_since_change,json=finishedSinceChange,proto3" json:"finished_since_change,omitempty"`
+	// bytes_since_change is the snapshot data sent by those moves.
+	BytesSinceChange uint64 `protobuf:"varint,6,opt,name=bytes_since_change,json=bytesSinceChange,proto3" json:"bytes_since_change,omitempty"`
+	// max_moves_per_node is the throttle in force.
+	MaxMovesPerNode uint32 `protobuf:"varint,7,opt,name=max_moves_per_node,json=maxMovesPerNode,proto3" json:"max_moves_per_node,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *RebalanceStatusResponse) Reset() {
+	*x = RebalanceStatusResponse{}
+	mi := &file_ringkv_v1_kv_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RebalanceStatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RebalanceStatusResponse) ProtoMessage() {}
+
+func (x *RebalanceStatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ringkv_v1_kv_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RebalanceStatusResponse.ProtoReflect.Descriptor instead.
+func (*RebalanceStatusResponse) Descriptor() ([]byte, []int) {
+	return file_ringkv_v1_kv_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *RebalanceStatusResponse) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *RebalanceStatusResponse) GetPending() []*Move {
+	if x != nil {
+		return x.Pending
+	}
+	return nil
+}
+
+func (x *RebalanceStatusResponse) GetActive() []*Move {
+	if x != nil {
+		return x.Active
+	}
+	return nil
+}
+
+func (x *RebalanceStatusResponse) GetFinished() []*Move {
+	if x != nil {
+		return x.Finished
+	}
+	return nil
+}
+
+func (x *RebalanceStatusResponse) GetFinishedSinceChange() uint64 {
+	if x != nil {
+		return x.FinishedSinceChange
+	}
+	return 0
+}
+
+func (x *RebalanceStatusResponse) GetBytesSinceChange() uint64 {
+	if x != nil {
+		return x.BytesSinceChange
+	}
+	return 0
+}
+
+func (x *RebalanceStatusResponse) GetMaxMovesPerNode() uint32 {
+	if x != nil {
+		return x.MaxMovesPerNode
+	}
+	return 0
+}
+
 var File_ringkv_v1_kv_proto protoreflect.FileDescriptor
 
 const file_ringkv_v1_kv_proto_rawDesc = "" +
@@ -698,13 +1137,14 @@ const file_ringkv_v1_kv_proto_rawDesc = "" +
 	"\x06Member\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
 	"\aaddress\x18\x02 \x01(\tR\aaddress\x12\x14\n" +
-	"\x05state\x18\x03 \x01(\tR\x05state\"p\n" +
+	"\x05state\x18\x03 \x01(\tR\x05state\"\x88\x01\n" +
 	"\tShardInfo\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\rR\x02id\x12\x1a\n" +
 	"\breplicas\x18\x02 \x03(\tR\breplicas\x12\x16\n" +
 	"\x06leader\x18\x03 \x01(\tR\x06leader\x12\x1f\n" +
 	"\vleader_term\x18\x04 \x01(\x04R\n" +
-	"leaderTerm\"\xea\x01\n" +
+	"leaderTerm\x12\x16\n" +
+	"\x06target\x18\x05 \x03(\tR\x06target\"\xea\x01\n" +
 	"\x0eStatusResponse\x12\x14\n" +
 	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12\x1f\n" +
 	"\vshard_count\x18\x02 \x01(\rR\n" +
@@ -712,13 +1152,44 @@ const file_ringkv_v1_kv_proto_rawDesc = "" +
 	"\x12replication_factor\x18\x03 \x01(\rR\x11replicationFactor\x12+\n" +
 	"\amembers\x18\x04 \x03(\v2\x11.ringkv.v1.MemberR\amembers\x12,\n" +
 	"\x06shards\x18\x05 \x03(\v2\x14.ringkv.v1.ShardInfoR\x06shards\x12\x17\n" +
-	"\anode_id\x18\x06 \x01(\tR\x06nodeId2\xaf\x01\n" +
+	"\anode_id\x18\x06 \x01(\tR\x06nodeId\"@\n" +
+	"\vJoinRequest\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x18\n" +
+	"\aaddress\x18\x02 \x01(\tR\aaddress\"$\n" +
+	"\fJoinResponse\x12\x14\n" +
+	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\",\n" +
+	"\x11RemoveNodeRequest\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"*\n" +
+	"\x12RemoveNodeResponse\x12\x14\n" +
+	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\"\x18\n" +
+	"\x16RebalanceStatusRequest\"\xe8\x01\n" +
+	"\x04Move\x12\x14\n" +
+	"\x05shard\x18\x01 \x01(\rR\x05shard\x12\x1b\n" +
+	"\tfrom_node\x18\x02 \x01(\tR\bfromNode\x12\x17\n" +
+	"\ato_node\x18\x03 \x01(\tR\x06toNode\x12\x14\n" +
+	"\x05phase\x18\x04 \x01(\tR\x05phase\x12&\n" +
+	"\x0fstarted_unix_ms\x18\x05 \x01(\x03R\rstartedUnixMs\x12(\n" +
+	"\x10finished_unix_ms\x18\x06 \x01(\x03R\x0efinishedUnixMs\x12\x14\n" +
+	"\x05bytes\x18\a \x01(\x04R\x05bytes\x12\x16\n" +
+	"\x06reason\x18\b \x01(\tR\x06reason\"\xbf\x02\n" +
+	"\x17RebalanceStatusResponse\x12\x14\n" +
+	"\x05epoch\x18\x01 \x01(\x04R\x05epoch\x12)\n" +
+	"\apending\x18\x02 \x03(\v2\x0f.ringkv.v1.MoveR\apending\x12'\n" +
+	"\x06active\x18\x03 \x03(\v2\x0f.ringkv.v1.MoveR\x06active\x12+\n" +
+	"\bfinished\x18\x04 \x03(\v2\x0f.ringkv.v1.MoveR\bfinished\x122\n" +
+	"\x15finished_since_change\x18\x05 \x01(\x04R\x13finishedSinceChange\x12,\n" +
+	"\x12bytes_since_change\x18\x06 \x01(\x04R\x10bytesSinceChange\x12+\n" +
+	"\x12max_moves_per_node\x18\a \x01(\rR\x0fmaxMovesPerNode2\xaf\x01\n" +
 	"\x02KV\x124\n" +
 	"\x03Get\x12\x15.ringkv.v1.GetRequest\x1a\x16.ringkv.v1.GetResponse\x124\n" +
 	"\x03Put\x12\x15.ringkv.v1.PutRequest\x1a\x16.ringkv.v1.PutResponse\x12=\n" +
-	"\x06Delete\x12\x18.ringkv.v1.DeleteRequest\x1a\x19.ringkv.v1.DeleteResponse2H\n" +
+	"\x06Delete\x12\x18.ringkv.v1.DeleteRequest\x1a\x19.ringkv.v1.DeleteResponse2\xa6\x02\n" +
 	"\aCluster\x12=\n" +
-	"\x06Status\x12\x18.ringkv.v1.StatusRequest\x1a\x19.ringkv.v1.StatusResponseB3Z1github.com/ringkv/ringkv/proto/ringkv/v1;ringkvv1b\x06proto3"
+	"\x06Status\x12\x18.ringkv.v1.StatusRequest\x1a\x19.ringkv.v1.StatusResponse\x127\n" +
+	"\x04Join\x12\x16.ringkv.v1.JoinRequest\x1a\x17.ringkv.v1.JoinResponse\x12I\n" +
+	"\n" +
+	"RemoveNode\x12\x1c.ringkv.v1.RemoveNodeRequest\x1a\x1d.ringkv.v1.RemoveNodeResponse\x12X\n" +
+	"\x0fRebalanceStatus\x12!.ringkv.v1.RebalanceStatusRequest\x1a\".ringkv.v1.RebalanceStatusResponseB3Z1github.com/ringkv/ringkv/proto/ringkv/v1;ringkvv1b\x06proto3"
 
 var (
 	file_ringkv_v1_kv_proto_rawDescOnce sync.Once
@@ -732,38 +1203,54 @@ func file_ringkv_v1_kv_proto_rawDescGZIP() []byte {
 	return file_ringkv_v1_kv_proto_rawDescData
 }
 
-var file_ringkv_v1_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_ringkv_v1_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_ringkv_v1_kv_proto_goTypes = []any{
-	(*RequestID)(nil),      // 0: ringkv.v1.RequestID
-	(*GetRequest)(nil),     // 1: ringkv.v1.GetRequest
-	(*GetResponse)(nil),    // 2: ringkv.v1.GetResponse
-	(*PutRequest)(nil),     // 3: ringkv.v1.PutRequest
-	(*PutResponse)(nil),    // 4: ringkv.v1.PutResponse
-	(*DeleteRequest)(nil),  // 5: ringkv.v1.DeleteRequest
-	(*DeleteResponse)(nil), // 6: ringkv.v1.DeleteResponse
-	(*StatusRequest)(nil),  // 7: ringkv.v1.StatusRequest
-	(*Member)(nil),         // 8: ringkv.v1.Member
-	(*ShardInfo)(nil),      // 9: ringkv.v1.ShardInfo
-	(*StatusResponse)(nil), // 10: ringkv.v1.StatusResponse
+	(*RequestID)(nil),               // 0: ringkv.v1.RequestID
+	(*GetRequest)(nil),              // 1: ringkv.v1.GetRequest
+	(*GetResponse)(nil),             // 2: ringkv.v1.GetResponse
+	(*PutRequest)(nil),              // 3: ringkv.v1.PutRequest
+	(*PutResponse)(nil),             // 4: ringkv.v1.PutResponse
+	(*DeleteRequest)(nil),           // 5: ringkv.v1.DeleteRequest
+	(*DeleteResponse)(nil),          // 6: ringkv.v1.DeleteResponse
+	(*StatusRequest)(nil),           // 7: ringkv.v1.StatusRequest
+	(*Member)(nil),                  // 8: ringkv.v1.Member
+	(*ShardInfo)(nil),               // 9: ringkv.v1.ShardInfo
+	(*StatusResponse)(nil),          // 10: ringkv.v1.StatusResponse
+	(*JoinRequest)(nil),             // 11: ringkv.v1.JoinRequest
+	(*JoinResponse)(nil),            // 12: ringkv.v1.JoinResponse
+	(*RemoveNodeRequest)(nil),       // 13: ringkv.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),      // 14: ringkv.v1.RemoveNodeResponse
+	(*RebalanceStatusRequest)(nil),  // 15: ringkv.v1.RebalanceStatusRequest
+	(*Move)(nil),                    // 16: ringkv.v1.Move
+	(*RebalanceStatusResponse)(nil), // 17: ringkv.v1.RebalanceStatusResponse
 }
 var file_ringkv_v1_kv_proto_depIdxs = []int32{
 	0,  // 0: ringkv.v1.PutRequest.request_id:type_name -> ringkv.v1.RequestID
 	0,  // 1: ringkv.v1.DeleteRequest.request_id:type_name -> ringkv.v1.RequestID
 	8,  // 2: ringkv.v1.StatusResponse.members:type_name -> ringkv.v1.Member
 	9,  // 3: ringkv.v1.StatusResponse.shards:type_name -> ringkv.v1.ShardInfo
-	1,  // 4: ringkv.v1.KV.Get:input_type -> ringkv.v1.GetRequest
-	3,  // 5: ringkv.v1.KV.Put:input_type -> ringkv.v1.PutRequest
-	5,  // 6: ringkv.v1.KV.Delete:input_type -> ringkv.v1.DeleteRequest
-	7,  // 7: ringkv.v1.Cluster.Status:input_type -> ringkv.v1.StatusRequest
-	2,  // 8: ringkv.v1.KV.Get:output_type -> ringkv.v1.GetResponse
-	4,  // 9: ringkv.v1.KV.Put:output_type -> ringkv.v1.PutResponse
-	6,  // 10: ringkv.v1.KV.Delete:output_type -> ringkv.v1.DeleteResponse
-	10, // 11: ringkv.v1.Cluster.Status:output_type -> ringkv.v1.StatusResponse
-	8,  // [8:12] is the sub-list for method output_type
-	4,  // [4:8] is the sub-list for method input_type
-	4,  // [4:4] is the sub-list for extension type_name
-	4,  // [4:4] is the sub-list for extension extendee
-	0,  // [0:4] is the sub-list for field type_name
+	16, // 4: ringkv.v1.RebalanceStatusResponse.pending:type_name -> ringkv.v1.Move
+	16, // 5: ringkv.v1.RebalanceStatusResponse.active:type_name -> ringkv.v1.Move
+	16, // 6: ringkv.v1.RebalanceStatusResponse.finished:type_name -> ringkv.v1.Move
+	1,  // 7: ringkv.v1.KV.Get:input_type -> ringkv.v1.GetRequest
+	3,  // 8: ringkv.v1.KV.Put:input_type -> ringkv.v1.PutRequest
+	5,  // 9: ringkv.v1.KV.Delete:input_type -> ringkv.v1.DeleteRequest
+	7,  // 10: ringkv.v1.Cluster.Status:input_type -> ringkv.v1.StatusRequest
+	11, // 11: ringkv.v1.Cluster.Join:input_type -> ringkv.v1.JoinRequest
+	13, // 12: ringkv.v1.Cluster.RemoveNode:input_type -> ringkv.v1.RemoveNodeRequest
+	15, // 13: ringkv.v1.Cluster.RebalanceStatus:input_type -> ringkv.v1.RebalanceStatusRequest
+	2,  // 14: ringkv.v1.KV.Get:output_type -> ringkv.v1.GetResponse
+	4,  // 15: ringkv.v1.KV.Put:output_type -> ringkv.v1.PutResponse
+	6,  // 16: ringkv.v1.KV.Delete:output_type -> ringkv.v1.DeleteResponse
+	10, // 17: ringkv.v1.Cluster.Status:output_type -> ringkv.v1.StatusResponse
+	12, // 18: ringkv.v1.Cluster.Join:output_type -> ringkv.v1.JoinResponse
+	14, // 19: ringkv.v1.Cluster.RemoveNode:output_type -> ringkv.v1.RemoveNodeResponse
+	17, // 20: ringkv.v1.Cluster.RebalanceStatus:output_type -> ringkv.v1.RebalanceStatusResponse
+	14, // [14:21] is the sub-list for method output_type
+	7,  // [7:14] is the sub-list for method input_type
+	7,  // [7:7] is the sub-list for extension type_name
+	7,  // [7:7] is the sub-list for extension extendee
+	0,  // [0:7] is the sub-list for field type_name
 }
 
 func init() { file_ringkv_v1_kv_proto_init() }
@@ -777,7 +1264,7 @@ func file_ringkv_v1_kv_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ringkv_v1_kv_proto_rawDesc), len(file_ringkv_v1_kv_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
