@@ -186,15 +186,20 @@ func (s *State) setDead(id string) (bool, error) {
 	if i < 0 {
 		return false, fmt.Errorf("%w: node %q", ErrNotMember, id)
 	}
-	switch s.Members[i].State {
-	case MemberDead, MemberDraining:
-		// A draining node's replicas are already leaving; a dead one's gone.
+	m := &s.Members[i]
+	switch {
+	case m.Unreachable():
 		return false, nil
+	case m.State == MemberDraining:
+		// Its replicas are already leaving; only the planner's view of it
+		// changes.
+		m.Down = true
+		return true, nil
 	}
 	if err := s.checkLeaves(id, "declaring dead"); err != nil {
 		return false, err
 	}
-	s.Members[i].State = MemberDead
+	m.State, m.Down = MemberDead, true
 	return true, s.retarget()
 }
 
@@ -203,10 +208,15 @@ func (s *State) setAlive(id string) (bool, error) {
 	if i < 0 {
 		return false, fmt.Errorf("%w: node %q", ErrNotMember, id)
 	}
-	if s.Members[i].State != MemberDead {
+	m := &s.Members[i]
+	if !m.Unreachable() {
 		return false, nil
 	}
-	s.Members[i].State = MemberJoining
+	m.Down = false
+	if m.State != MemberDead {
+		return true, nil // a draining member goes on draining
+	}
+	m.State = MemberJoining
 	return true, s.retarget()
 }
 

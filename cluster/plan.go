@@ -56,7 +56,7 @@ func (s *State) fits(load map[string]int, m Move, maxPerNode int) bool {
 
 func (s *State) isDead(id string) bool {
 	m, ok := s.Member(id)
-	return ok && m.State == MemberDead
+	return ok && m.Unreachable()
 }
 
 type candidate struct {

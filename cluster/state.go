@@ -35,7 +35,16 @@ type Member struct {
 	ID    string      `json:"id"`
 	Addr  string      `json:"addr"`
 	State MemberState `json:"state"`
+	// Down is set while the member is considered unreachable: always when
+	// it is dead, and for a draining member that was dead when the drain
+	// began, or died while draining. The planner does not count moves off a
+	// down member against its throttle (it sends nothing) and re-creates
+	// its replicas first.
+	Down bool `json:"down,omitempty"`
 }
+
+// Unreachable reports whether m is dead, or down while draining.
+func (m Member) Unreachable() bool { return m.Down || m.State == MemberDead }
 
 // State is one version of the cluster metadata. A State is never modified
 // after it is published; changes make a new one.

@@ -173,12 +173,12 @@ func (n *Node) checkLiveness(ctx context.Context, st *cluster.State, live *liven
 		if ok[m.ID] {
 			live.lastSeen[m.ID] = now
 			delete(live.warned, m.ID)
-			if m.State == cluster.MemberDead {
+			if m.Unreachable() {
 				n.markMember(ctx, cluster.AliveCommand(m.ID), "alive", m.ID)
 			}
 			continue
 		}
-		if !m.State.Placeable() || now.Sub(live.seen(m.ID)) < n.cfg.DeadAfter {
+		if m.Unreachable() || now.Sub(live.seen(m.ID)) < n.cfg.DeadAfter {
 			continue
 		}
 		err := n.markMember(ctx, cluster.DeadCommand(m.ID), "dead", m.ID)

@@ -69,7 +69,7 @@ func (c *cluster) start(id, addr string, args ...string) *kvnode.Process {
 		LogPath: filepath.Join(c.dir, id+".log"),
 		Args: append([]string{
 			"--shards", strconv.Itoa(shards), "--replicas", strconv.Itoa(replicas),
-			"--dead-after", "4s", "--max-moves-per-node", "4",
+			"--dead-after", "4s", "--max-moves-per-node", "8",
 			"--heartbeat-timeout", "500ms", "--election-timeout", "1s", "--leader-lease-timeout", "500ms",
 		}, args...),
 	})
@@ -316,7 +316,7 @@ func sameSet(a, b []string) bool {
 // reads back, and the writer saw no error.
 func TestLongMembership(t *testing.T) {
 	if testing.Short() {
-		t.Skip("long: real processes, about two minutes")
+		t.Skip("long: real processes, about three minutes")
 	}
 	dir := t.TempDir()
 	c := &cluster{t: t, dir: dir, procs: map[string]*kvnode.Process{}}
