@@ -141,11 +141,14 @@ func TestGrowFromOneNode(t *testing.T) {
 	readKeys(t, c, 50, "v2")
 }
 
-// TestDestinationDiesMidMove: the destination of moves stops in the middle
+// TestLongDestinationDiesMidMove: the destination of moves stops in the middle
 // of them; once it is marked dead its unfinished moves are undone (aborted
 // with the reason) or completed, and the cluster settles without it, with
 // every key readable.
-func TestDestinationDiesMidMove(t *testing.T) {
+func TestLongDestinationDiesMidMove(t *testing.T) {
+	if testing.Short() {
+		t.Skip("long: waits for a node to be declared dead and the moves to settle")
+	}
 	dir := t.TempDir()
 	fast := func(c *Config) { c.DeadAfter = time.Second; c.MaxMovesPerNode = 1 }
 	n1 := startMember(t, dir, "n1", nil, fast)

@@ -327,20 +327,28 @@ func (n *Node) initCommand() ([]byte, error) {
 // time the metadata changes.
 func (n *Node) reconcileLoop() {
 	defer n.wg.Done()
+	removedLogged := false
 	for {
 		changed := n.metaSM.Changed()
 		st := n.metaSM.Current()
+		var retry <-chan time.Time
 		if st.Initialized() {
 			if err := n.reconcile(st); err != nil {
-				n.logger.Error("opening shard replicas", "err", err)
+				n.logger.Error("opening or dropping shard replicas; retrying", "err", err)
+				retry = time.After(time.Second)
 			} else if n.Ready() {
 				n.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+			}
+			if !removedLogged && slices.Contains(st.Removed, n.cfg.ID) {
+				removedLogged = true
+				n.logger.Warn("this node was removed from the cluster: it holds no replicas and may be stopped; its ID cannot join again", "epoch", st.Epoch)
 			}
 		}
 		select {
 		case <-n.stop:
 			return
 		case <-changed:
+		case <-retry:
 		}
 	}
 }

@@ -33,6 +33,11 @@ type GroupTransport struct {
 	consumeCh chan raft.RPC
 	// heartbeatFn is the fast path for heartbeats (SetHeartbeatHandler).
 	heartbeatFn atomic.Pointer[func(raft.RPC)]
+	// heartbeats is held for reading while a heartbeat runs Raft's handler
+	// on a transport goroutine, and for writing by Close: once Close
+	// returns no handler runs, so the group may close its stores (Raft's
+	// handler writes the term to the stable store).
+	heartbeats sync.RWMutex
 
 	// life is cancelled by Close. It is the lifetime of the transport, not a
 	// request: every outgoing call and pipeline derives its context from it,
@@ -123,6 +128,8 @@ func (t *GroupTransport) Close() error {
 	}
 	t.mux.unregister(t)
 	t.cancel()
+	t.heartbeats.Lock() // wait for running heartbeat handlers
+	t.heartbeats.Unlock()
 	t.pipelines.Wait()
 	return nil
 }

@@ -58,6 +58,11 @@ func (t *GroupTransport) enqueue(ctx context.Context, rpc raft.RPC, heartbeat bo
 	}
 	if heartbeat {
 		if fn := t.heartbeatFn.Load(); fn != nil {
+			t.heartbeats.RLock()
+			defer t.heartbeats.RUnlock()
+			if t.isClosed() { // Close began: Raft may be gone
+				return t.closedError()
+			}
 			(*fn)(rpc)
 			return nil
 		}

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -22,7 +23,7 @@ import (
 )
 
 const (
-	shards   = 64
+	shards   = 32
 	replicas = 3
 	keyCount = 10000
 )
@@ -241,15 +242,30 @@ func (w *writer) check(t *testing.T, ctx context.Context, cl *client.Client, pha
 	if len(w.errs) > 0 {
 		t.Errorf("%s: the writer saw %d errors; first: %v", phase, len(w.errs), w.errs[0])
 	}
-	bad := 0
-	for k, want := range w.latest {
-		v, err := cl.Get(ctx, []byte(k))
-		if err != nil || string(v.Data) != want && string(v.Data) != w.maybe[k] {
-			if bad++; bad <= 5 {
-				t.Errorf("%s: get %s = %q, %v; want %q", phase, k, v.Data, err, want)
-			}
-		}
+	keys := make([]string, 0, len(w.latest))
+	for k := range w.latest {
+		keys = append(keys, k)
 	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	bad := 0
+	const readers = 16
+	for r := range readers {
+		wg.Go(func() {
+			for i := r; i < len(keys); i += readers {
+				k, want := keys[i], w.latest[keys[i]]
+				v, err := cl.Get(ctx, []byte(k))
+				if err != nil || string(v.Data) != want && string(v.Data) != w.maybe[k] {
+					mu.Lock()
+					if bad++; bad <= 5 {
+						t.Errorf("%s: get %s = %q, %v; want %q", phase, k, v.Data, err, want)
+					}
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	wg.Wait()
 	if bad > 0 {
 		t.Errorf("%s: %d of %d keys do not read back their last acknowledged value", phase, bad, len(w.latest))
 	}
@@ -455,6 +471,42 @@ func TestLongMembership(t *testing.T) {
 	if err == nil || !bytes.Contains([]byte(err.Error()), []byte("replication factor")) {
 		t.Errorf("node remove n1 with 3 live nodes: %v\n%s; want a refusal naming the replication factor", err, out)
 	}
+
+	// n3 comes back: it is marked alive, drops the replicas it no longer
+	// holds (its data is deleted, a tombstone left), and gets its share
+	// again.
+	before = after
+	st = c.status(ctx)
+	if err := c.procs["n3"].Start(); err != nil {
+		t.Fatal(err)
+	}
+	st = c.awaitSettled(ctx, st.Epoch)
+	after = placement(st)
+	checkMoves(t, "n3 back", before, after, []string{"n1", "n3", "n4", "n5"})
+	verify("n3 back")
+	hosted := map[string]bool{}
+	for s, reps := range after.Shards {
+		if slices.Contains(reps, "n3") {
+			hosted[fmt.Sprintf("%05d", s)] = true
+		}
+	}
+	entries, err := os.ReadDir(filepath.Join(dir, "n3", "shards"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tombstones := 0
+	for _, e := range entries {
+		switch {
+		case e.IsDir() && !hosted[e.Name()]:
+			t.Errorf("n3 back: n3 still has data of shard %s, which it no longer holds", e.Name())
+		case strings.HasSuffix(e.Name(), ".tombstone"):
+			tombstones++
+		}
+	}
+	if tombstones == 0 {
+		t.Errorf("n3 back: no tombstone for the replicas it dropped")
+	}
+	t.Logf("n3 back: holds %d shards, %d tombstones", len(hosted), tombstones)
 
 	stopWriter()
 	stopWriter = func() {}
