@@ -18,6 +18,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/ringkv/ringkv/cluster"
+	"github.com/ringkv/ringkv/raftstore"
 	ringkvv1 "github.com/ringkv/ringkv/proto/ringkv/v1"
 	"github.com/ringkv/ringkv/replication"
 	"github.com/ringkv/ringkv/ring"
@@ -51,6 +52,9 @@ type Node struct {
 	meta     *replication.Group
 	joining  bool // a new node asking to join (set by openMeta)
 	metaSM   *cluster.StateMachine
+	// logStore holds the Raft logs of every shard replica on this node, so
+	// that one fsync commits the entries of many groups.
+	logStore *raftstore.Store
 	serveErr chan error
 
 	mu struct {
@@ -88,9 +92,14 @@ func Start(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	logStore, err := raftstore.Open(filepath.Join(cfg.DataDir, "raft.db"), raftstore.Options{})
+	if err != nil {
+		return nil, fmt.Errorf("opening the shared raft log: %w", err)
+	}
 	lis := cfg.Listener
 	if lis == nil {
 		if lis, err = net.Listen("tcp", cfg.ListenAddr); err != nil {
+			logStore.Close()
 			return nil, fmt.Errorf("listen: %w", err)
 		}
 	}
@@ -101,6 +110,7 @@ func Start(cfg Config) (*Node, error) {
 		cfg:      cfg,
 		logger:   cfg.Logger.With("node", cfg.ID),
 		lis:      lis,
+		logStore: logStore,
 		stop:     make(chan struct{}),
 		serveErr: make(chan error, 1),
 	}
@@ -408,6 +418,9 @@ func (n *Node) dropShard(st *cluster.State, sid shard.ID, rep *shardReplica) err
 	if err := writeTombstone(n.shardDir(sid), st.Epoch); err != nil {
 		return fmt.Errorf("shard %d: %w", sid, err)
 	}
+	if err := n.logStore.DeleteGroup(uint64(sid)); err != nil {
+		return fmt.Errorf("shard %d: deleting dropped replica's log: %w", sid, err)
+	}
 	if err := os.RemoveAll(n.shardDir(sid)); err != nil {
 		return fmt.Errorf("shard %d: deleting dropped replica: %w", sid, err)
 	}
@@ -424,6 +437,12 @@ func (n *Node) openShard(st *cluster.State, sid shard.ID) (*shardReplica, error)
 	gc, err := n.groupConfig(uint64(sid), dir, shardSM{sm}, shard.EncodeNoop(0))
 	if err != nil {
 		return nil, err
+	}
+	// A replica created before the shared log existed keeps its own file.
+	if _, err := os.Stat(filepath.Join(dir, "raft.db")); errors.Is(err, os.ErrNotExist) {
+		if gc.Store, err = n.logStore.Group(uint64(sid)); err != nil {
+			return nil, fmt.Errorf("shard %d: %w", sid, err)
+		}
 	}
 	g, err := replication.Open(gc)
 	if err != nil {
@@ -584,6 +603,9 @@ func (n *Node) Stop(ctx context.Context) error {
 		}
 		errs = append(errs, n.mux.Close())
 		n.wg.Wait()
+		// Last: a replica opened while the node was stopping is shut down
+		// by the goroutine that opened it, before wg.Wait returns.
+		errs = append(errs, n.logStore.Close())
 		if err := <-n.serveErr; err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			errs = append(errs, err)
 		}

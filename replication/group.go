@@ -47,8 +47,14 @@ type Config struct {
 	Group uint64
 	// NodeID is this node's Raft server ID.
 	NodeID string
-	// Dir holds the group's log, stable store and snapshots. Required.
+	// Dir holds the group's snapshots, and its log and stable store unless
+	// Store is set. Required.
 	Dir string
+	// Store, when set, holds the group's log and stable store (for
+	// example a view of a store shared by all groups of a node, which
+	// commits many groups' entries with one fsync); the caller owns it.
+	// When nil, the group keeps them in a raft-boltdb file in Dir.
+	Store LogStore
 	// Transport carries the group's Raft messages. Required.
 	Transport raft.Transport
 	// StateMachine receives the committed commands. Required.
@@ -81,6 +87,12 @@ type Config struct {
 	// back to raft.VerifyLeader, which a reply delayed from before the read
 	// can satisfy: production nodes always set it.
 	Confirmer TermConfirmer
+}
+
+// LogStore is a Raft log store and stable store in one.
+type LogStore interface {
+	raft.LogStore
+	raft.StableStore
 }
 
 // TermConfirmer asks the replica of a group at addr whether it is still in
@@ -144,7 +156,8 @@ type Group struct {
 	cfg    Config
 	raft   *raft.Raft
 	fsm    *fsm
-	store  *raftboltdb.BoltStore
+	store  LogStore      // the group's log and stable store
+	close  func() error  // closes store when the group owns it
 	logs   raft.LogStore // the cache in front of store that raft uses
 	snaps  *trackingSnapshotStore
 	logger *slog.Logger
@@ -197,23 +210,23 @@ func Open(cfg Config) (*Group, error) {
 		Level:  hclog.Warn,
 		Output: cfg.RaftLogOutput,
 	})
-	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.Dir, "raft.db")})
+	store, closeStore, err := openStore(cfg)
 	if err != nil {
-		return nil, fmt.Errorf("group %d: opening raft log: %w", cfg.Group, err)
+		return nil, err
 	}
 	logs, err := raft.NewLogCache(cfg.LogCacheSize, store)
 	if err != nil {
-		store.Close()
+		closeStore()
 		return nil, fmt.Errorf("group %d: %w", cfg.Group, err)
 	}
 	fileSnaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.Dir, 2, hlog)
 	if err != nil {
-		store.Close()
+		closeStore()
 		return nil, fmt.Errorf("group %d: opening snapshot store: %w", cfg.Group, err)
 	}
 	snaps, err := newTrackingSnapshotStore(fileSnaps)
 	if err != nil {
-		store.Close()
+		closeStore()
 		return nil, fmt.Errorf("group %d: opening snapshot store: %w", cfg.Group, err)
 	}
 
@@ -230,7 +243,7 @@ func Open(cfg Config) (*Group, error) {
 	rc.BatchApplyCh = true
 	rc.Logger = hlog
 	if err := raft.ValidateConfig(rc); err != nil {
-		store.Close()
+		closeStore()
 		return nil, fmt.Errorf("group %d: %w", cfg.Group, err)
 	}
 
@@ -238,6 +251,7 @@ func Open(cfg Config) (*Group, error) {
 		cfg:        cfg,
 		fsm:        newFSM(cfg.StateMachine),
 		store:      store,
+		close:      closeStore,
 		logs:       logs,
 		snaps:      snaps,
 		logger:     cfg.Logger.With("group", cfg.Group),
@@ -247,7 +261,7 @@ func Open(cfg Config) (*Group, error) {
 	g.mu.readyCh = make(chan struct{})
 	r, err := raft.NewRaft(rc, g.fsm, logs, store, snaps, cfg.Transport)
 	if err != nil {
-		store.Close()
+		closeStore()
 		return nil, fmt.Errorf("group %d: starting raft: %w", cfg.Group, err)
 	}
 	g.raft = r
@@ -255,6 +269,20 @@ func Open(cfg Config) (*Group, error) {
 	go g.watchLeadership()
 	go g.verifyLoop()
 	return g, nil
+}
+
+// openStore returns the group's log and stable store: cfg.Store when set,
+// else a raft-boltdb file of its own in cfg.Dir, and the function that
+// closes what the group owns.
+func openStore(cfg Config) (LogStore, func() error, error) {
+	if cfg.Store != nil {
+		return cfg.Store, func() error { return nil }, nil
+	}
+	bolt, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.Dir, "raft.db")})
+	if err != nil {
+		return nil, nil, fmt.Errorf("group %d: opening raft log: %w", cfg.Group, err)
+	}
+	return bolt, bolt.Close, nil
 }
 
 // Bootstrap makes a new group's first configuration: the given voters. Every
@@ -661,7 +689,7 @@ func (g *Group) Shutdown() error {
 		close(g.stop)
 		err := g.raft.Shutdown().Error()
 		g.wg.Wait()
-		if cerr := g.store.Close(); err == nil {
+		if cerr := g.close(); err == nil {
 			err = cerr
 		}
 		if err != nil {
