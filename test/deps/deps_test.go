@@ -24,6 +24,7 @@ var forbidden = map[string][]string{
 	"client":      {mod + "replication", mod + "router", mod + "rpc", mod + "node", mod + "cluster", mod + "ring", "github.com/hashicorp", "go.etcd.io/bbolt"},
 	"node":        {mod + "cmd", mod + "client"},
 	"loadgen":     {mod, "google.golang.org/grpc", "github.com/hashicorp"},
+	"raftstore":   {mod, "google.golang.org/grpc"},
 }
 
 type pkg struct {
