@@ -137,9 +137,9 @@ func Start(cfg Config) (*Node, error) {
 	// must fit an AppendEntries of MaxAppendEntries entries of the largest
 	// value. Oversized client requests are still refused, by validation,
 	// with InvalidArgument.
-	n.server = grpc.NewServer(
-		grpc.MaxRecvMsgSize(maxAppendEntries * cfg.Limits.MaxMessageSize()),
-	)
+	n.server = grpc.NewServer(append(replication.ServerOptions(),
+		grpc.MaxRecvMsgSize(maxAppendEntries*cfg.Limits.MaxMessageSize()),
+	)...)
 	n.health = health.NewServer()
 	n.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(n.server, n.health)

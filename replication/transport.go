@@ -520,3 +520,14 @@ func (m *Mux) Close() error {
 	m.peers.Store(&empty)
 	return errors.Join(errs...)
 }
+
+// ServerOptions are the options a gRPC server that serves a Mux should
+// have: the same fixed flow-control windows as the Mux's own connections,
+// so that the server side does not run BDP estimation either (pings and
+// window updates on every message of an idle connection).
+func ServerOptions() []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.InitialWindowSize(peerStreamWindow),
+		grpc.InitialConnWindowSize(peerConnWindow),
+	}
+}
