@@ -165,10 +165,26 @@ func (p *pipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raft.App
 	select {
 	case p.inflight <- f:
 		return f, nil
+	default:
+	}
+	// No room: the receive loop holds a completed request that Raft has not
+	// taken. Raft's pipeline decoder stops taking them when it sees a newer
+	// term, and Raft's send loop only notices after this call returns; with
+	// no bound here both would wait on each other forever (and the group's
+	// Shutdown with them). So a pipeline that makes no room within
+	// RPCTimeout fails, and Raft falls back to plain AppendEntries.
+	stall := time.NewTimer(p.t.mux.cfg.RPCTimeout)
+	defer stall.Stop()
+	select {
+	case p.inflight <- f:
+		return f, nil
 	case <-p.closeCh:
 		return nil, raft.ErrPipelineShutdown
 	case <-p.recvDone:
 		return nil, p.fail(raft.ErrPipelineShutdown)
+	case <-stall.C:
+		return nil, p.fail(fmt.Errorf("no room for a request in flight for %v: Raft took no responses: %w",
+			p.t.mux.cfg.RPCTimeout, context.DeadlineExceeded))
 	}
 }
 

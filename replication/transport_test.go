@@ -593,6 +593,47 @@ func TestTransportPipelineBreaks(t *testing.T) {
 	}
 }
 
+// TestTransportPipelineStallFails: when Raft stops taking responses (its
+// pipeline decoder exits on seeing a newer term) while its send loop keeps
+// sending, AppendEntries must not block forever once the pipeline is full:
+// it fails after RPCTimeout, so that Raft's send loop returns, notices the
+// decoder is gone and closes the pipeline. Found by jepsen-lite: the stuck
+// send loop also made the group's Shutdown hang.
+func TestTransportPipelineStallFails(t *testing.T) {
+	a := newTransportTestNode(t, MuxConfig{RPCTimeout: 300 * time.Millisecond})
+	b := newTransportTestNode(t, MuxConfig{})
+	ta := a.transport(t, 1)
+	tb := b.transport(t, 1)
+	transportServeRPCs(t, tb, func(rpc raft.RPC) { rpc.Respond(&raft.AppendEntriesResponse{Term: 3, Success: false}, nil) })
+
+	p, err := ta.AppendEntriesPipeline("b", raft.ServerAddress(b.addr))
+	if err != nil {
+		t.Fatalf("AppendEntriesPipeline: %v", err)
+	}
+	// Nobody reads p.Consumer(). With the default MaxInFlight (2) the
+	// receive loop holds one response and the second request waits for
+	// room; a few more sends must end in an error, not hang.
+	errc := make(chan error, 1)
+	go func() {
+		for range 10 {
+			if _, err := p.AppendEntries(&raft.AppendEntriesRequest{Term: 2}, new(raft.AppendEntriesResponse)); err != nil {
+				errc <- err
+				return
+			}
+		}
+		errc <- nil
+	}()
+	err = transportWithin(t, transportTestWait, "a stalled pipeline's AppendEntries to return", func() error { return <-errc })
+	if !errors.Is(err, raft.ErrPipelineShutdown) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("AppendEntries on a stalled pipeline = %v; want raft.ErrPipelineShutdown wrapping a deadline", err)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- p.Close() }()
+	if err := transportWithin(t, transportTestWait, "Close of a stalled pipeline", func() error { return <-closed }); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+}
+
 // transportSnapshotData is a deterministic snapshot of size bytes, generated
 // as it is read: a random block, rotated differently at every repetition so
 // that chunks out of order change the checksum.
