@@ -44,7 +44,7 @@ clean:
 	rm -rf $(BIN) .run
 
 ## jepsen: the jepsen-lite suite, every nemesis in turn, 75 s each (root,
-## ip and nft; about 12 minutes). Replay one run with the command it prints;
+## ip and nft; about 13 minutes). Replay one run with the command it prints;
 ## pass more flags with JEPSEN_FLAGS="--seed 42". See test/jepsen-lite/README.md.
 .PHONY: jepsen jepsen-smoke
 jepsen:

@@ -5,6 +5,7 @@
 //
 // The suite lives in the packages below this one (netns, kvnode, nemesis,
 // workload, history, checker, report, runner) and the command
-// cmd/jepsen-lite. This package holds only the negative-control test,
-// which shows that the whole pipeline catches a broken read path.
+// cmd/jepsen-lite. This package holds only the scenario tests: the
+// negative control, which shows that the whole pipeline catches a broken
+// read path, its positive twin, and a short run of the churn nemesis.
 package jepsenlite

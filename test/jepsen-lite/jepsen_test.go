@@ -2,14 +2,20 @@ package jepsenlite_test
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/ringkv/ringkv/test/jepsen-lite/checker"
+	"github.com/ringkv/ringkv/test/jepsen-lite/history"
 	"github.com/ringkv/ringkv/test/jepsen-lite/nemesis"
 	"github.com/ringkv/ringkv/test/jepsen-lite/netns"
 	"github.com/ringkv/ringkv/test/jepsen-lite/report"
@@ -126,6 +132,77 @@ func TestLinearizable(t *testing.T) {
 	}
 	if sum.Set.Acknowledged == 0 || sum.Ops.Register.OK == 0 {
 		t.Errorf("nothing acknowledged (register ok %d, set acked %d): the scenario did not exercise the cluster", sum.Ops.Register.OK, sum.Set.Acknowledged)
+	}
+}
+
+// TestChurn runs the churn nemesis alone against 4 nodes for 20 s, a
+// change every 2-4 s: nodes join on new hosts and members are removed and
+// stopped, while the workloads run. The run must be valid, settle, have
+// completed a join and a removal, and direct reads must have reached a node
+// that joined (the test process reaches the new hosts).
+func TestChurn(t *testing.T) {
+	requireHosts(t)
+	cfg := runner.DefaultConfig()
+	cfg.KVNode = buildKVNode(t)
+	cfg.Seed = 7
+	cfg.Nodes = 4
+	cfg.RegisterKeys = 4
+	cfg.RegisterWorkers = 6
+	cfg.Duration = 20 * time.Second
+	cfg.Schedule = nemesis.Schedule{
+		Quiet: nemesis.Span{Min: time.Second, Max: 2 * time.Second},
+		Hold:  nemesis.Span{Min: time.Second, Max: 2 * time.Second},
+	}
+	cfg.Nemesis = nemesis.Churn{MaxHosts: cfg.Nodes + 2}
+	runs, err := os.MkdirTemp("", "jepsen-lite-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.RunsDir = runs
+	cfg.Logger = slog.New(slog.NewTextHandler(testWriter{t}, nil))
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	sum, err := runner.Run(ctx, cfg)
+	if err != nil {
+		t.Fatalf("run failed (folder kept: %s): %v", runs, err)
+	}
+	t.Log(sum.Line())
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("run folder kept: %s", sum.Dir)
+			return
+		}
+		_ = os.RemoveAll(runs)
+	})
+	if sum.Verdict != checker.Valid {
+		t.Errorf("verdict = %s; want %s", sum.Verdict, checker.Valid)
+	}
+	if sum.SettleError != "" {
+		t.Errorf("the cluster did not settle: %s", sum.SettleError)
+	}
+	m := sum.Membership
+	if m.Joined < 1 || m.Left < 1 || m.Stopped != m.Left {
+		t.Errorf("membership %+v: want a join listed, a removal completed, and every node that left stopped", m)
+	}
+	f, err := os.Open(filepath.Join(sum.Dir, report.HistoryFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	joinedReads := 0
+	for dec := json.NewDecoder(f); ; {
+		var op history.Op
+		if err := dec.Decode(&op); errors.Is(err, io.EOF) {
+			break
+		} else if err != nil {
+			t.Fatalf("%s: %v", report.HistoryFile, err)
+		}
+		if n, _ := strconv.Atoi(strings.TrimPrefix(op.Node, "n")); n > cfg.Nodes && op.Outcome == history.OK {
+			joinedReads++
+		}
+	}
+	if joinedReads == 0 {
+		t.Error("no direct read was answered by a node that joined")
 	}
 }
 

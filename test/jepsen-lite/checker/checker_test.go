@@ -99,11 +99,14 @@ func TestVisualize(t *testing.T) {
 		w(0, "k", "a", 0, 10, ok), w(0, "k", "b", 20, 30, ok), r(1, "k", "a", 40, 50, ok),
 	}, 10*time.Second)
 	var buf bytes.Buffer
-	faults := []history.Interval{{Fault: 1, Nemesis: "isolate-leader", Kind: "partition", Desc: "isolate n1", Start: 15, End: 45}}
+	faults := []history.Interval{
+		{Fault: 1, Nemesis: "isolate-leader", Kind: "partition", Desc: "isolate n1", Start: 15, End: 45},
+		{Kind: "left", Desc: "n4 left the member list", Start: 35, End: 35},
+	}
 	if err := res.Keys[0].Visualize(&buf, faults); err != nil {
 		t.Fatalf("Visualize: %v", err)
 	}
-	for _, want := range []string{"<html", "get → a", "isolate n1"} {
+	for _, want := range []string{"<html", "get → a", "isolate n1", "membership", "n4 left the member list"} {
 		if !strings.Contains(buf.String(), want) {
 			t.Errorf("visualization lacks %q", want)
 		}

@@ -257,11 +257,23 @@ func checkKey(key string, ops []history.Op, timeout time.Duration) KeyResult {
 }
 
 // Visualize writes porcupine's HTML visualization of the key's history,
-// with the faults drawn as annotations on a "nemesis" row.
+// with the faults drawn as annotations on a "nemesis" row and the
+// membership events (intervals with Fault 0, see history.Marks) as points
+// on a "membership" row.
 func (kr *KeyResult) Visualize(w io.Writer, faults []history.Interval) error {
 	info := kr.info // AddAnnotations appends to a copy of the nil slice
 	var notes []porcupine.Annotation
 	for _, f := range faults {
+		if f.Fault == 0 { // a membership event (history.Marks)
+			notes = append(notes, porcupine.Annotation{
+				Tag:             "membership",
+				Start:           f.Start,
+				Description:     f.Kind,
+				Details:         f.Desc,
+				BackgroundColor: "#c6daf7",
+			})
+			continue
+		}
 		notes = append(notes, porcupine.Annotation{
 			Tag:             "nemesis",
 			Start:           f.Start,

@@ -34,7 +34,11 @@ func TestIntervals(t *testing.T) {
 		{T: 10, Type: FaultStart, Fault: 1, Kind: "partition", Desc: "a"},
 		{T: 20, Type: FaultStop, Fault: 1},
 		{T: 25, Type: Note, Desc: "x"},
+		{T: 27, Type: Member, Kind: "draining", Desc: "n3 draining", Nodes: []string{"n3"}},
 		{T: 30, Type: FaultStart, Fault: 2, Kind: "kill", Desc: "b"},
+	}
+	if got, want := Marks(events), []Interval{{Kind: "draining", Desc: "n3 draining", Start: 27, End: 27}}; !reflect.DeepEqual(got, want) {
+		t.Errorf("Marks = %+v; want %+v", got, want)
 	}
 	got := Intervals(events, 99)
 	want := []Interval{

@@ -19,6 +19,12 @@ const (
 	// Note: anything else worth seeing next to the faults (the final
 	// heal, the cluster becoming healthy).
 	Note = "note"
+	// Member: a change of the cluster's membership, as the cluster
+	// reports it or as the harness made it: a node that appears in the
+	// member list, changes state (Kind holds the new one: joining,
+	// active, draining, dead), leaves it (Kind "left"), or whose process
+	// and host the harness removed after it left (Kind "stopped").
+	Member = "member"
 )
 
 // Event is one line of the nemesis timeline.
@@ -27,19 +33,23 @@ type Event struct {
 	T int64 `json:"t_ns"`
 	// Wall is the wall-clock time of T.
 	Wall time.Time `json:"wall"`
-	// Type is FaultStart, FaultStop, FaultError or Note.
+	// Type is FaultStart, FaultStop, FaultError, Note or Member.
 	Type string `json:"type"`
 	// Fault numbers the faults of a run from 1; a FaultStop has the
 	// number of the FaultStart it ends. 0 for notes.
 	Fault int `json:"fault,omitempty"`
 	// Nemesis is the name of the nemesis that acted.
 	Nemesis string `json:"nemesis,omitempty"`
-	// Kind is the fault's kind ("partition", "kill", "pause").
+	// Kind is the fault's kind ("partition", "kill", "pause", "join",
+	// "remove"); for a Member event, the member's new state.
 	Kind string `json:"kind,omitempty"`
 	// Desc says what happened, e.g. "isolate n2 (leader of shard 5)".
 	Desc string `json:"desc,omitempty"`
-	// Nodes are the nodes the fault acts on.
+	// Nodes are the nodes the fault acts on; for a Member event, the
+	// member.
 	Nodes []string `json:"nodes,omitempty"`
+	// Epoch is the cluster metadata epoch a Member event was seen at.
+	Epoch uint64 `json:"epoch,omitempty"`
 	// Error is the error of a FaultError.
 	Error string `json:"error,omitempty"`
 }
@@ -102,13 +112,26 @@ func (t *Timeline) Flush() error {
 	return t.mu.err
 }
 
-// Interval is a fault's span on the run's Clock.
+// Interval is a fault's span on the run's Clock, or (Fault 0, Start = End)
+// a membership event's point (see Marks).
 type Interval struct {
 	Fault      int
 	Nemesis    string
 	Kind       string
 	Desc       string
 	Start, End int64 // End is the heal, or the last event when never healed
+}
+
+// Marks returns the Member events as points: intervals that start and end
+// at the event, with Fault 0.
+func Marks(events []Event) []Interval {
+	var out []Interval
+	for _, e := range events {
+		if e.Type == Member {
+			out = append(out, Interval{Kind: e.Kind, Desc: e.Desc, Start: e.T, End: e.T})
+		}
+	}
+	return out
 }
 
 // Intervals pairs each FaultStart in events with its FaultStop. A fault

@@ -1,7 +1,8 @@
 // Package kvnode runs ringkv's kvnode daemon as real processes, each inside
 // the network namespace of its host, and makes the process faults of
 // jepsen-lite: kill -9 and restart with the same data directory, SIGSTOP
-// and SIGCONT. Every signal goes to a PID this package started.
+// and SIGCONT; and SIGQUIT, for a stack dump of a node that got stuck.
+// Every signal goes to a PID this package started.
 package kvnode
 
 import (
@@ -177,6 +178,26 @@ func (p *Process) Kill(ctx context.Context) error {
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("kvnode: %s did not exit after SIGKILL: %w", p.spec.ID, ctx.Err())
+	}
+}
+
+// Quit sends SIGCONT (in case it is paused) and SIGQUIT, on which a Go
+// program writes every goroutine's stack to its standard error (the log)
+// and exits, and waits until the process has exited or ctx ends. It is
+// how a run keeps the state of nodes that got stuck.
+func (p *Process) Quit(ctx context.Context) error {
+	if _, err := p.signal(syscall.SIGCONT); err != nil {
+		return err
+	}
+	exited, err := p.signal(syscall.SIGQUIT)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-exited:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("kvnode: %s did not exit after SIGQUIT: %w", p.spec.ID, ctx.Err())
 	}
 }
 

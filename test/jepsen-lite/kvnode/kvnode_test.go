@@ -123,3 +123,43 @@ func TestProcessLifecycle(t *testing.T) {
 		t.Errorf("log lacks the flags the process got:\n%s", log)
 	}
 }
+
+// TestQuit makes a process dump its goroutines into its log and exit.
+func TestQuit(t *testing.T) {
+	t.Setenv(fakeEnv, "1")
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	p := New(Spec{Binary: self, ID: "n1", Addr: "127.0.0.1:0", DataDir: filepath.Join(dir, "data"), LogPath: filepath.Join(dir, "n1.log")})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	t.Cleanup(func() { _ = p.Stop(context.Background(), time.Second) })
+	if err := p.Quit(ctx); err == nil {
+		t.Error("Quit before Start succeeded")
+	}
+	if err := p.Start(); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	// Wait until the runtime sleeps in select{}: its signal handlers are
+	// in place then.
+	waitState(t, p.PID(), "S")
+	time.Sleep(50 * time.Millisecond)
+	if err := p.Pause(); err != nil { // Quit must cope with a paused process
+		t.Fatal(err)
+	}
+	if err := p.Quit(ctx); err != nil {
+		t.Fatalf("Quit: %v", err)
+	}
+	if p.Running() {
+		t.Error("Running() after Quit")
+	}
+	log, err := os.ReadFile(filepath.Join(dir, "n1.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(log), "SIGQUIT") || !strings.Contains(string(log), "select (no cases)") {
+		t.Errorf("log lacks the goroutine dump:\n%s", log)
+	}
+}

@@ -4,9 +4,10 @@
 // one starts, and before Run returns.
 //
 // A Nemesis only decides what to break and how to undo it; it acts through
-// the Cluster it is given. A membership-churn nemesis (nodes joining and
-// leaving) slots in the same way: it would declare a wider interface, a
-// Cluster that can also Join and Remove nodes, and assert to it in Inject.
+// the Cluster it is given. The membership-churn nemesis (Churn: nodes
+// joining and members being removed) needs a wider interface, Membership,
+// a Cluster that can also Join and Remove nodes, and asserts to it in
+// Inject. Its changes are not undone: the cluster keeps its new shape.
 package nemesis
 
 import (
@@ -44,12 +45,13 @@ type Cluster interface {
 
 // Fault is an injected fault, in place until Heal.
 type Fault struct {
-	// Kind is "partition", "kill" or "pause".
+	// Kind is "partition", "kill", "pause", or for Churn "join" or
+	// "remove".
 	Kind string
 	// Desc says what was done, e.g. "isolate n2 (leader of shard 5)".
 	Desc string
-	// Nodes are the nodes acted on (isolated, killed, paused, or the
-	// bridge node).
+	// Nodes are the nodes acted on (isolated, killed, paused, the bridge
+	// node, the node that joined or the member removed).
 	Nodes []string
 
 	heal func(ctx context.Context) error
@@ -69,12 +71,23 @@ type Nemesis interface {
 
 // Names returns the names ByName knows, "mix" last.
 func Names() []string {
-	return []string{"partition-halves", "isolate-node", "isolate-leader", "bridge", "kill-minority", "pause-minority", "pause-leader", "mix"}
+	return []string{"partition-halves", "isolate-node", "isolate-leader", "bridge", "kill-minority", "pause-minority", "pause-leader", "churn", "mix"}
 }
 
-// ByName returns the nemesis called name. The leader nemeses target the
-// shards of keys (chosen at random at each fault).
-func ByName(name string, keys []string) (Nemesis, error) {
+// Options configure the nemeses ByName makes.
+type Options struct {
+	// Keys are the keys whose shards' leaders the leader nemeses target
+	// (one chosen at random at each fault).
+	Keys []string
+	// MinLive and MaxHosts bound the churn nemesis (see Churn); MaxHosts
+	// is required by "churn" and "mix".
+	MinLive  int
+	MaxHosts int
+}
+
+// ByName returns the nemesis called name.
+func ByName(name string, opts Options) (Nemesis, error) {
+	keys := opts.Keys
 	switch name {
 	case "partition-halves":
 		return Halves{}, nil
@@ -90,9 +103,19 @@ func ByName(name string, keys []string) (Nemesis, error) {
 		return PauseMinority{}, nil
 	case "pause-leader":
 		return PauseLeader{Keys: keys}, nil
+	case "churn":
+		churn, err := churnOf(opts)
+		if err != nil {
+			return nil, err
+		}
+		return churn, nil
 	case "mix":
+		churn, err := churnOf(opts)
+		if err != nil {
+			return nil, err
+		}
 		return Mix{Choices: []Nemesis{Halves{}, IsolateNode{}, IsolateLeader{Keys: keys}, Bridge{},
-			KillMinority{}, PauseMinority{}, PauseLeader{Keys: keys}}}, nil
+			KillMinority{}, PauseMinority{}, PauseLeader{Keys: keys}, churn}}, nil
 	}
 	return nil, fmt.Errorf("nemesis: unknown nemesis %q (known: %s)", name, strings.Join(Names(), ", "))
 }

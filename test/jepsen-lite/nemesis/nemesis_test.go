@@ -17,10 +17,13 @@ import (
 )
 
 // fakeCluster records what a nemesis does to it and keeps the state a
-// heal must undo.
+// heal must undo. It implements Membership: nodes are its hosts, members
+// the cluster's member list (replication factor 3).
 type fakeCluster struct {
-	nodes  []string
-	leader string
+	nodes   []string
+	leader  string
+	members []Member
+	made    int
 
 	mu     sync.Mutex
 	calls  []string
@@ -31,10 +34,47 @@ type fakeCluster struct {
 
 func newFake(n int) *fakeCluster {
 	c := &fakeCluster{leader: "n2", dead: map[string]bool{}, paused: map[string]bool{}}
-	for i := 1; i <= n; i++ {
-		c.nodes = append(c.nodes, fmt.Sprintf("n%d", i))
+	for range n {
+		c.addNode("active")
 	}
 	return c
+}
+
+func (c *fakeCluster) addNode(state string) string {
+	c.made++
+	id := fmt.Sprintf("n%d", c.made)
+	c.nodes = append(c.nodes, id)
+	c.members = append(c.members, Member{ID: id, State: state, Up: true})
+	return id
+}
+
+func (c *fakeCluster) member(id string) *Member {
+	for i := range c.members {
+		if c.members[i].ID == id {
+			return &c.members[i]
+		}
+	}
+	return nil
+}
+
+func (c *fakeCluster) Members(context.Context) (Members, error) {
+	return Members{Replicas: 3, Hosts: len(c.nodes), List: slices.Clone(c.members)}, nil
+}
+
+func (c *fakeCluster) Join(context.Context) (string, error) {
+	id := c.addNode("joining")
+	c.record("join " + id)
+	return id, nil
+}
+
+func (c *fakeCluster) Remove(_ context.Context, id string) error {
+	c.record("remove " + id)
+	m := c.member(id)
+	if m == nil {
+		return fmt.Errorf("no member %s", id)
+	}
+	m.State, m.Up = "draining", false
+	return nil
 }
 
 func (c *fakeCluster) record(s string) {
@@ -98,13 +138,25 @@ func TestNemeses(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			for seed := range uint64(20) {
 				c := newFake(5)
-				n, err := ByName(name, keys)
+				n, err := ByName(name, Options{Keys: keys, MaxHosts: 7})
 				if err != nil {
 					t.Fatal(err)
 				}
+				before := len(c.calls)
 				f, err := n.Inject(context.Background(), c, rand.New(rand.NewPCG(seed, 0)))
 				if err != nil {
 					t.Fatalf("seed %d: Inject: %v", seed, err)
+				}
+				if f.Kind == "join" || f.Kind == "remove" {
+					// A membership change is not undone: it must have
+					// changed the membership, and Heal must do nothing.
+					if len(c.calls) != before+1 || !strings.HasPrefix(c.calls[before], f.Kind+" "+f.Nodes[0]) {
+						t.Fatalf("seed %d: %s: calls %v", seed, f.Desc, c.calls[before:])
+					}
+					if err := f.Heal(context.Background()); err != nil || len(c.calls) != before+1 {
+						t.Fatalf("seed %d: %s: Heal = %v, calls %v", seed, f.Desc, err, c.calls[before:])
+					}
+					continue
 				}
 				if c.healthy() {
 					t.Fatalf("seed %d: %s (%s) broke nothing", seed, name, f.Desc)
@@ -119,8 +171,13 @@ func TestNemeses(t *testing.T) {
 			}
 		})
 	}
-	if _, err := ByName("nope", keys); err == nil {
+	if _, err := ByName("nope", Options{Keys: keys}); err == nil {
 		t.Error(`ByName("nope") succeeded`)
+	}
+	for _, name := range []string{"churn", "mix"} {
+		if _, err := ByName(name, Options{Keys: keys}); err == nil {
+			t.Errorf("ByName(%q) without MaxHosts succeeded", name)
+		}
 	}
 }
 

@@ -26,6 +26,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -47,8 +48,8 @@ type Config struct {
 	Prefix string
 	// Subnet is the first three octets of the /24 the hosts live on, used
 	// only inside the namespaces made and on the root end of the client
-	// veth. The client gets .1, node i (from 0) gets .11+i. Default
-	// DefaultSubnet.
+	// veth. The client gets .1, the i-th host made (from 0, AddHost's
+	// included) gets .11+i. Default DefaultSubnet.
 	Subnet string
 	// Nodes are the IDs of the hosts to make, one per node.
 	Nodes []string
@@ -69,8 +70,8 @@ func (c *Config) setDefaults() error {
 	switch {
 	case len(c.Prefix) > 8:
 		return fmt.Errorf("netns: prefix %q: at most 8 characters", c.Prefix)
-	case len(c.Nodes) == 0 || len(c.Nodes) > 200:
-		return fmt.Errorf("netns: %d nodes: need 1 to 200", len(c.Nodes))
+	case len(c.Nodes) == 0 || len(c.Nodes) > maxHosts:
+		return fmt.Errorf("netns: %d nodes: need 1 to %d", len(c.Nodes), maxHosts)
 	}
 	return nil
 }
@@ -85,14 +86,25 @@ type Host struct {
 	IP string
 }
 
-// Network is a set of hosts on one bridge. Its methods are safe for
-// concurrent use only in that each call runs its own commands; callers
-// serialize changes to the same host's rules.
+// Network is a set of hosts on one bridge; hosts may be added and removed
+// while it runs (AddHost, RemoveHost). Its methods are safe for concurrent
+// use in that each call sees a consistent list of hosts and runs its own
+// commands; callers serialize changes to the same host's rules, and do not
+// partition the network while they remove a host.
 type Network struct {
 	cfg      Config
-	hosts    []Host
 	clientIP string
+
+	mu struct {
+		sync.Mutex
+		hosts []Host // the hosts there are now, in the order made
+		made  int    // hosts ever made: the next one is number made+1
+	}
 }
+
+// maxHosts bounds the hosts a Network ever makes: host i (from 0) gets
+// .11+i, and the last octet stops at 254.
+const maxHosts = 244
 
 // Check reports whether this machine can make networks: root, and the ip
 // and nft commands. The error says what is missing.
@@ -153,8 +165,8 @@ func Create(ctx context.Context, cfg Config) (*Network, error) {
 		return nil, err
 	}
 	n := &Network{cfg: cfg, clientIP: cfg.Subnet + ".1"}
-	for i, id := range cfg.Nodes {
-		n.hosts = append(n.hosts, Host{ID: id, Netns: fmt.Sprintf("%s-%d", cfg.Prefix, i+1), IP: fmt.Sprintf("%s.%d", cfg.Subnet, 11+i)})
+	for _, id := range cfg.Nodes {
+		n.mu.hosts = append(n.mu.hosts, n.nextHostLocked(id))
 	}
 	if err := n.create(ctx); err != nil {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
@@ -167,6 +179,14 @@ func Create(ctx context.Context, cfg Config) (*Network, error) {
 func (n *Network) switchNS() string   { return n.cfg.Prefix + "-sw" }
 func (n *Network) clientLink() string { return n.cfg.Prefix + "-c" }
 
+// nextHostLocked names the next host made: namespace prefix-N and address
+// .10+N for the N-th host ever made. Numbers are never reused, so a host
+// that replaces a removed one never takes its name or address.
+func (n *Network) nextHostLocked(id string) Host {
+	n.mu.made++
+	return Host{ID: id, Netns: fmt.Sprintf("%s-%d", n.cfg.Prefix, n.mu.made), IP: fmt.Sprintf("%s.%d", n.cfg.Subnet, 10+n.mu.made)}
+}
+
 func (n *Network) create(ctx context.Context) error {
 	sw := n.switchNS()
 	steps := [][]string{
@@ -175,16 +195,8 @@ func (n *Network) create(ctx context.Context) error {
 		{"ip", "-n", sw, "link", "add", "br0", "type", "bridge"},
 		{"ip", "-n", sw, "link", "set", "br0", "up"},
 	}
-	for i, h := range n.hosts {
-		port := "p" + strconv.Itoa(i+1)
-		steps = append(steps,
-			[]string{"ip", "netns", "add", h.Netns},
-			[]string{"ip", "link", "add", "eth0", "netns", h.Netns, "type", "veth", "peer", "name", port, "netns", sw},
-			[]string{"ip", "-n", h.Netns, "addr", "add", h.IP + "/24", "dev", "eth0"},
-			[]string{"ip", "-n", h.Netns, "link", "set", "lo", "up"},
-			[]string{"ip", "-n", h.Netns, "link", "set", "eth0", "up"},
-			[]string{"ip", "-n", sw, "link", "set", port, "master", "br0", "up"},
-		)
+	for _, h := range n.mu.hosts {
+		steps = append(steps, n.hostSteps(h)...)
 	}
 	c := n.clientLink()
 	steps = append(steps,
@@ -193,6 +205,26 @@ func (n *Network) create(ctx context.Context) error {
 		[]string{"ip", "link", "set", c, "up"},
 		[]string{"ip", "-n", sw, "link", "set", "pc", "master", "br0", "up"},
 	)
+	return n.runSteps(ctx, steps)
+}
+
+// hostSteps returns the commands that make h's namespace and plug it into
+// the bridge: a veth pair, eth0 inside h, p<N> on the bridge (N from h's
+// namespace name).
+func (n *Network) hostSteps(h Host) [][]string {
+	port := "p" + strings.TrimPrefix(h.Netns, n.cfg.Prefix+"-")
+	sw := n.switchNS()
+	return [][]string{
+		{"ip", "netns", "add", h.Netns},
+		{"ip", "link", "add", "eth0", "netns", h.Netns, "type", "veth", "peer", "name", port, "netns", sw},
+		{"ip", "-n", h.Netns, "addr", "add", h.IP + "/24", "dev", "eth0"},
+		{"ip", "-n", h.Netns, "link", "set", "lo", "up"},
+		{"ip", "-n", h.Netns, "link", "set", "eth0", "up"},
+		{"ip", "-n", sw, "link", "set", port, "master", "br0", "up"},
+	}
+}
+
+func (n *Network) runSteps(ctx context.Context, steps [][]string) error {
 	for _, s := range steps {
 		if _, err := run(ctx, n.cfg.Logger, "", s...); err != nil {
 			return err
@@ -201,12 +233,68 @@ func (n *Network) create(ctx context.Context) error {
 	return nil
 }
 
-// Hosts returns the hosts, in the order of Config.Nodes.
-func (n *Network) Hosts() []Host { return slices.Clone(n.hosts) }
+// AddHost makes a host for node id while the network runs: a namespace of
+// its own plugged into the bridge, on the next unused address, reachable
+// at once from every host and from the test process (they share the /24,
+// so nothing needs routing). A partition in place does not cover it until
+// the next Partition. On error nothing of it is left.
+func (n *Network) AddHost(ctx context.Context, id string) (Host, error) {
+	n.mu.Lock()
+	if slices.ContainsFunc(n.mu.hosts, func(h Host) bool { return h.ID == id }) {
+		n.mu.Unlock()
+		return Host{}, fmt.Errorf("netns: host %q exists", id)
+	}
+	if n.mu.made >= maxHosts {
+		n.mu.Unlock()
+		return Host{}, fmt.Errorf("netns: %d hosts made: no address left", n.mu.made)
+	}
+	h := n.nextHostLocked(id)
+	n.mu.Unlock()
+	if err := n.runSteps(ctx, n.hostSteps(h)); err != nil {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cmdTimeout)
+		defer cancel()
+		if _, derr := run(dctx, n.cfg.Logger, "", "ip", "netns", "del", h.Netns); derr != nil {
+			n.cfg.Logger.Debug("netns: removing half-made host", "netns", h.Netns, "err", derr)
+		}
+		return Host{}, fmt.Errorf("netns: host %s: %w", id, err)
+	}
+	n.mu.Lock()
+	n.mu.hosts = append(n.mu.hosts, h)
+	n.mu.Unlock()
+	return h, nil
+}
+
+// RemoveHost removes node id's host: it leaves the host list at once (no
+// later Partition or Heal touches it), then every process still inside is
+// killed (SIGKILL, by PID) and the namespace deleted, which deletes its
+// veth pair. The other hosts' rules may still name its address; they are
+// harmless, and the next Partition or Heal replaces them.
+func (n *Network) RemoveHost(ctx context.Context, id string) error {
+	n.mu.Lock()
+	i := slices.IndexFunc(n.mu.hosts, func(h Host) bool { return h.ID == id })
+	if i < 0 {
+		n.mu.Unlock()
+		return fmt.Errorf("netns: no host %q", id)
+	}
+	h := n.mu.hosts[i]
+	n.mu.hosts = slices.Delete(n.mu.hosts, i, i+1)
+	n.mu.Unlock()
+	return removeNamespaces(ctx, n.cfg.Logger, []string{h.Netns})
+}
+
+// Hosts returns the hosts there are now, in the order made (Config.Nodes
+// first).
+func (n *Network) Hosts() []Host {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return slices.Clone(n.mu.hosts)
+}
 
 // Host returns the host of node id.
 func (n *Network) Host(id string) (Host, bool) {
-	for _, h := range n.hosts {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, h := range n.mu.hosts {
 		if h.ID == id {
 			return h, true
 		}
@@ -267,8 +355,9 @@ func nftScript(ips []string) string {
 // group holds both. A node in no group is cut off from every other node.
 // Groups may overlap (a bridge). It replaces every earlier rule.
 func (n *Network) Partition(ctx context.Context, groups [][]string) error {
-	ids := make([]string, len(n.hosts))
-	for i, h := range n.hosts {
+	hosts := n.Hosts()
+	ids := make([]string, len(hosts))
+	for i, h := range hosts {
 		ids[i] = h.ID
 	}
 	var errs []error
@@ -281,7 +370,7 @@ func (n *Network) Partition(ctx context.Context, groups [][]string) error {
 // Heal lifts every rule on every host.
 func (n *Network) Heal(ctx context.Context) error {
 	var errs []error
-	for _, h := range n.hosts {
+	for _, h := range n.Hosts() {
 		errs = append(errs, n.Block(ctx, h.ID, nil))
 	}
 	return errors.Join(errs...)
@@ -340,6 +429,27 @@ func Cleanup(ctx context.Context, prefix string, log *slog.Logger) error {
 			spaces = append(spaces, fields[0])
 		}
 	}
+	errs := []error{removeNamespaces(ctx, log, spaces)}
+	// Removing the switch namespace removes the veth's other end and so
+	// this one, but the kernel does it asynchronously; a half-made network
+	// may have left it alone. Wait until it is gone, so that the next
+	// Create can make it again.
+	link := prefix + "-c"
+	deadline := time.Now().Add(10 * time.Second)
+	for linkExists(ctx, log, link) {
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			errs = append(errs, fmt.Errorf("netns: link %s still there", link))
+			break
+		}
+		_, _ = run(ctx, log, "", "ip", "link", "del", link) // it may vanish first
+		time.Sleep(100 * time.Millisecond)
+	}
+	return errors.Join(errs...)
+}
+
+// removeNamespaces kills (SIGKILL, by PID) every process inside the
+// namespaces, then deletes them.
+func removeNamespaces(ctx context.Context, log *slog.Logger, spaces []string) error {
 	var errs []error
 	for _, ns := range spaces {
 		pids, err := run(ctx, log, "", "ip", "netns", "pids", ns)
@@ -363,20 +473,6 @@ func Cleanup(ctx context.Context, prefix string, log *slog.Logger) error {
 		if _, err := run(ctx, log, "", "ip", "netns", "del", ns); err != nil {
 			errs = append(errs, err)
 		}
-	}
-	// Removing the switch namespace removes the veth's other end and so
-	// this one, but the kernel does it asynchronously; a half-made network
-	// may have left it alone. Wait until it is gone, so that the next
-	// Create can make it again.
-	link := prefix + "-c"
-	deadline := time.Now().Add(10 * time.Second)
-	for linkExists(ctx, log, link) {
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			errs = append(errs, fmt.Errorf("netns: link %s still there", link))
-			break
-		}
-		_, _ = run(ctx, log, "", "ip", "link", "del", link) // it may vanish first
-		time.Sleep(100 * time.Millisecond)
 	}
 	return errors.Join(errs...)
 }

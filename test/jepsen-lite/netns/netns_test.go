@@ -187,3 +187,80 @@ func TestNetwork(t *testing.T) {
 		t.Errorf("client link %s-c left after Close", prefix)
 	}
 }
+
+// TestAddRemoveHost grows a running network by a host, checks that the
+// test process and the first host reach it and that a partition covers it,
+// removes it, and checks that its name and address are never reused.
+func TestAddRemoveHost(t *testing.T) {
+	if err := Check(); err != nil {
+		t.Skipf("skipping: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const prefix = "rkvjt"
+	unlock, err := Lock(ctx, prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	n, err := Create(ctx, Config{Prefix: prefix, Subnet: "10.78.0", Nodes: []string{"a"}})
+	if err != nil {
+		t.Fatalf("Create: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := n.Close(context.Background()); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	})
+	a, _ := n.Host("a")
+	b, err := n.AddHost(ctx, "b")
+	if err != nil {
+		t.Fatalf("AddHost(b): %v", err)
+	}
+	if b.IP != "10.78.0.12" || b.Netns != prefix+"-2" {
+		t.Fatalf("AddHost(b) = %+v; want %s-2 at 10.78.0.12", b, prefix)
+	}
+	if _, err := n.AddHost(ctx, "b"); err == nil {
+		t.Error("AddHost(b) twice succeeded")
+	}
+	listenIn(t, b.Netns, b.IP+":9000")
+	if !reachable(b.IP + ":9000") {
+		t.Fatal("the test process cannot reach the added host")
+	}
+	if !reachableFrom(t, a.Netns, b.IP+":9000") {
+		t.Fatal("host a cannot reach the added host")
+	}
+	if err := n.Partition(ctx, [][]string{{"a"}, {"b"}}); err != nil {
+		t.Fatalf("Partition: %v", err)
+	}
+	if reachableFrom(t, a.Netns, b.IP+":9000") {
+		t.Error("host a reaches the added host across a partition")
+	}
+	if err := n.Heal(ctx); err != nil {
+		t.Fatalf("Heal: %v", err)
+	}
+
+	if err := n.RemoveHost(ctx, "b"); err != nil {
+		t.Fatalf("RemoveHost(b): %v", err)
+	}
+	if _, ok := n.Host("b"); ok || len(n.Hosts()) != 1 {
+		t.Errorf("after RemoveHost(b): hosts %+v", n.Hosts())
+	}
+	out, _ := run(ctx, n.cfg.Logger, "", "ip", "netns", "list")
+	if strings.Contains(out, b.Netns+" ") || strings.Contains(out, b.Netns+"\n") {
+		t.Errorf("namespace %s left after RemoveHost:\n%s", b.Netns, out)
+	}
+	if err := n.RemoveHost(ctx, "b"); err == nil {
+		t.Error("RemoveHost(b) twice succeeded")
+	}
+	if err := n.Heal(ctx); err != nil {
+		t.Errorf("Heal after RemoveHost: %v", err)
+	}
+	c, err := n.AddHost(ctx, "c")
+	if err != nil {
+		t.Fatalf("AddHost(c): %v", err)
+	}
+	if c.IP != "10.78.0.13" || c.Netns != prefix+"-3" {
+		t.Errorf("AddHost(c) after removing b = %+v; want a fresh name and address (%s-3, 10.78.0.13)", c, prefix)
+	}
+}

@@ -113,14 +113,48 @@ type Summary struct {
 	// Recovery is how long the cluster took to report a leader for
 	// every shard after the final heal ("" if it never did).
 	Recovery string `json:"recovery"`
+	// Settle is how long the rebalance took to settle after that (no
+	// move pending or under way, every member active, every join listed,
+	// every removed node gone); "" if it never did, and SettleError then
+	// says what was still unsettled. The final reads come after it.
+	Settle      string `json:"settle"`
+	SettleError string `json:"settle_error,omitempty"`
+	// Membership counts the membership changes of the run.
+	Membership Membership `json:"membership"`
 	// Register and Set are the checkers' results.
 	Register checker.RegisterResult `json:"register"`
 	Set      checker.SetResult      `json:"set"`
 }
 
-// Failed reports whether the run found an anomaly, could not decide, or
-// could not finish.
-func (s *Summary) Failed() bool { return s.Error != "" || s.Verdict != checker.Valid }
+// Membership counts a run's membership changes: those the harness made and
+// those the cluster reported.
+type Membership struct {
+	// JoinsStarted counts the nodes started on new hosts with --join;
+	// Joined those of them the cluster listed as members.
+	JoinsStarted int `json:"joins_started"`
+	Joined       int `json:"joined"`
+	// RemovalsStarted counts the removals the cluster committed (a
+	// member set draining); Left the members that then left the member
+	// list; Stopped those whose process the harness stopped and whose
+	// host it removed.
+	RemovalsStarted int `json:"removals_started"`
+	Left            int `json:"left"`
+	Stopped         int `json:"stopped"`
+	// MarkedDead counts members the cluster marked dead; MarkedAlive dead
+	// members it marked alive (joining) again.
+	MarkedDead  int `json:"marked_dead"`
+	MarkedAlive int `json:"marked_alive"`
+	// Final is the member list after the run, "id=state" (its epoch in
+	// FinalEpoch).
+	Final      []string `json:"final_members"`
+	FinalEpoch uint64   `json:"final_epoch"`
+}
+
+// Failed reports whether the run found an anomaly, could not decide, could
+// not finish, or ended with a cluster that never settled.
+func (s *Summary) Failed() bool {
+	return s.Error != "" || s.Verdict != checker.Valid || s.SettleError != ""
+}
 
 // Line returns the run's one-line verdict.
 func (s *Summary) Line() string {
@@ -138,9 +172,15 @@ func (s *Summary) Line() string {
 	if s.UnsafeLocalReads {
 		control = " [unsafe-local-reads]"
 	}
-	return fmt.Sprintf("jepsen-lite %s seed=%d%s: %s; ops=%d ok=%d fail=%d unknown=%d faults=%d; register %d/%d keys not valid; set lost=%d phantom=%d corrupt=%d unread=%d; %s",
+	m := s.Membership
+	settle := "settled"
+	if s.SettleError != "" {
+		settle = "NOT SETTLED"
+	}
+	return fmt.Sprintf("jepsen-lite %s seed=%d%s: %s; ops=%d ok=%d fail=%d unknown=%d faults=%d; register %d/%d keys not valid; set lost=%d phantom=%d corrupt=%d unread=%d; joined %d/%d removed %d/%d dead %d, %s; %s",
 		s.Nemesis, s.Seed, control, verdict, s.Ops.All.Total, s.Ops.All.OK, s.Ops.All.Fail, s.Ops.All.Unknown, s.Faults,
-		bad, len(s.Register.Keys), len(s.Set.Lost), len(s.Set.Phantom), len(s.Set.Corrupt), len(s.Set.Unread), s.Dir)
+		bad, len(s.Register.Keys), len(s.Set.Lost), len(s.Set.Phantom), len(s.Set.Corrupt), len(s.Set.Unread),
+		m.Joined, m.JoinsStarted, m.Left, m.RemovalsStarted, m.MarkedDead, settle, s.Dir)
 }
 
 // NewDir makes a run folder under root, named after the start time, the
@@ -185,11 +225,11 @@ func WriteVisualizations(dir string, reg *checker.RegisterResult, faults []histo
 }
 
 // Table returns a Markdown table of runs: nemesis, seed, operations,
-// unknowns, faults and verdict.
+// unknowns, faults, verdict and membership changes.
 func Table(sums []*Summary) string {
 	var b strings.Builder
-	b.WriteString("| nemesis | seed | ops | ok | unknown | faults | register keys valid | set acked / lost / phantom | verdict |\n")
-	b.WriteString("| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | --- |\n")
+	b.WriteString("| nemesis | seed | ops | ok | unknown | faults | register keys valid | set acked / lost / phantom | verdict | joined / removed / marked dead |\n")
+	b.WriteString("| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | --- | --- |\n")
 	for _, s := range sums {
 		valid := 0
 		for _, k := range s.Register.Keys {
@@ -198,12 +238,17 @@ func Table(sums []*Summary) string {
 			}
 		}
 		verdict := string(s.Verdict)
-		if s.Error != "" {
+		switch {
+		case s.Error != "":
 			verdict = "error"
+		case s.SettleError != "":
+			verdict += ", not settled"
 		}
-		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %d | %d/%d | %d / %d / %d | %s |\n",
+		m := s.Membership
+		fmt.Fprintf(&b, "| %s | %d | %d | %d | %d | %d | %d/%d | %d / %d / %d | %s | %d / %d / %d |\n",
 			s.Nemesis, s.Seed, s.Ops.All.Total, s.Ops.All.OK, s.Ops.All.Unknown, s.Faults,
-			valid, len(s.Register.Keys), s.Set.Acknowledged, len(s.Set.Lost), len(s.Set.Phantom), verdict)
+			valid, len(s.Register.Keys), s.Set.Acknowledged, len(s.Set.Lost), len(s.Set.Phantom), verdict,
+			m.Joined, m.Left, m.MarkedDead)
 	}
 	return b.String()
 }

@@ -26,19 +26,24 @@ func TestCountOps(t *testing.T) {
 
 func TestLineAndTable(t *testing.T) {
 	s := &Summary{Verdict: checker.Invalid, Nemesis: "bridge", Seed: 42, Dir: "runs/x",
-		Register: checker.RegisterResult{Keys: []checker.KeyResult{{Key: "a", Verdict: checker.Invalid}, {Key: "b", Verdict: checker.Valid}}},
-		Set:      checker.SetResult{Lost: []string{"set-1"}, Acknowledged: 7}}
+		Register:   checker.RegisterResult{Keys: []checker.KeyResult{{Key: "a", Verdict: checker.Invalid}, {Key: "b", Verdict: checker.Valid}}},
+		Set:        checker.SetResult{Lost: []string{"set-1"}, Acknowledged: 7},
+		Membership: Membership{JoinsStarted: 3, Joined: 2, RemovalsStarted: 1, Left: 1, MarkedDead: 4}}
 	if !s.Failed() {
 		t.Error("an invalid run is not Failed")
 	}
 	line := s.Line()
-	for _, want := range []string{"bridge", "seed=42", "INVALID", "1/2 keys not valid", "lost=1", "runs/x"} {
+	for _, want := range []string{"bridge", "seed=42", "INVALID", "1/2 keys not valid", "lost=1", "joined 2/3 removed 1/1 dead 4, settled", "runs/x"} {
 		if !strings.Contains(line, want) {
 			t.Errorf("Line() = %q; lacks %q", line, want)
 		}
 	}
 	table := Table([]*Summary{s})
-	if !strings.Contains(table, "| bridge | 42 |") || !strings.Contains(table, "| 1/2 | 7 / 1 / 0 | invalid |") {
+	if !strings.Contains(table, "| bridge | 42 |") || !strings.Contains(table, "| 1/2 | 7 / 1 / 0 | invalid | 2 / 1 / 4 |") {
 		t.Errorf("Table:\n%s", table)
+	}
+	s.Verdict, s.Set.Lost, s.SettleError = checker.Valid, nil, "n3 still draining"
+	if !s.Failed() || !strings.Contains(s.Line(), "NOT SETTLED") {
+		t.Errorf("a valid run that never settled: Failed() = %v, Line() = %q", s.Failed(), s.Line())
 	}
 }

@@ -36,6 +36,12 @@ type Config struct {
 	// UnsafeLocalReads starts every node with --unsafe-local-reads: the
 	// negative control, which must be caught.
 	UnsafeLocalReads bool
+	// DeadAfter is every node's --dead-after: how long a member may be
+	// unreachable before the cluster marks it dead and re-creates its
+	// replicas elsewhere. DefaultConfig's 5 s (kvnode's default is a
+	// minute) is shorter than the longest faults, so kills, pauses and
+	// cuts exercise dead-marking and the return of dead members.
+	DeadAfter time.Duration
 	// NodeArgs are further kvnode flags; DefaultConfig sets the short
 	// Raft timers.
 	NodeArgs []string
@@ -82,11 +88,12 @@ type Config struct {
 // Nemesis are left to the caller.
 func DefaultConfig() Config {
 	return Config{
-		Schedule: nemesis.DefaultSchedule(),
-		Duration: 60 * time.Second,
-		Nodes:    5,
-		Shards:   8,
-		Replicas: 3,
+		Schedule:  nemesis.DefaultSchedule(),
+		Duration:  60 * time.Second,
+		Nodes:     5,
+		Shards:    8,
+		Replicas:  3,
+		DeadAfter: 5 * time.Second,
 		// kvnode's default timers (2 s) are relaxed for idle cost; these
 		// make elections, and so runs, short.
 		NodeArgs: []string{
@@ -122,7 +129,7 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("runner: %d shards", c.Shards)
 	case c.RegisterKeys < 1 || c.RegisterWorkers < 1 || c.SetWorkers < 0:
 		return fmt.Errorf("runner: workload %d keys, %d register workers, %d set workers", c.RegisterKeys, c.RegisterWorkers, c.SetWorkers)
-	case c.Duration <= 0 || c.OpTimeout <= 0 || c.AttemptTimeout <= 0 || c.CheckTimeout <= 0:
+	case c.Duration <= 0 || c.OpTimeout <= 0 || c.AttemptTimeout <= 0 || c.CheckTimeout <= 0 || c.DeadAfter <= 0:
 		return errors.New("runner: durations and timeouts must be > 0")
 	case c.Schedule.Quiet.Min <= 0 || c.Schedule.Hold.Min <= 0:
 		return errors.New("runner: schedule spans must be > 0")

@@ -14,10 +14,8 @@ import (
 	"time"
 
 	"github.com/ringkv/ringkv/client"
-	ringkvv1 "github.com/ringkv/ringkv/proto/ringkv/v1"
 	"github.com/ringkv/ringkv/test/jepsen-lite/checker"
 	"github.com/ringkv/ringkv/test/jepsen-lite/history"
-	"github.com/ringkv/ringkv/test/jepsen-lite/kvnode"
 	"github.com/ringkv/ringkv/test/jepsen-lite/nemesis"
 	"github.com/ringkv/ringkv/test/jepsen-lite/netns"
 	"github.com/ringkv/ringkv/test/jepsen-lite/report"
@@ -28,6 +26,7 @@ import (
 const (
 	setupTimeout    = 90 * time.Second // network, nodes, first leaders
 	recoveryTimeout = 60 * time.Second // leaders again after the final heal
+	settleTimeout   = 90 * time.Second // the rebalance settling after that
 	finalTimeout    = 60 * time.Second // the final reads
 	teardownTimeout = 60 * time.Second
 	nodePort        = 7000
@@ -77,6 +76,9 @@ func Run(ctx context.Context, cfg Config) (*report.Summary, error) {
 	}
 	err = r.run(ctx)
 	r.teardown()
+	if r.cl != nil {
+		r.sum.Membership = r.cl.membership()
+	}
 	if err != nil {
 		r.sum.Error = err.Error()
 		log.Error("run failed", "err", err)
@@ -88,7 +90,7 @@ func Run(ctx context.Context, cfg Config) (*report.Summary, error) {
 	if werr := report.WriteSummary(dir, r.sum); werr != nil && err == nil {
 		err = werr
 	}
-	if err == nil && r.sum.Verdict == checker.Valid && !cfg.KeepData {
+	if err == nil && !r.sum.Failed() && !cfg.KeepData {
 		if rerr := os.RemoveAll(filepath.Join(dir, report.DataDir)); rerr != nil {
 			log.Warn("removing data", "err", rerr)
 		}
@@ -105,7 +107,6 @@ type run struct {
 	sum   *report.Summary
 
 	net      *netns.Network
-	procs    []*kvnode.Process
 	cl       *cluster
 	clients  []*client.Client
 	recorder *history.Recorder
@@ -133,6 +134,7 @@ func (r *run) run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { reg.Run(wctx) })
 	wg.Go(func() { set.Run(wctx) })
+	wg.Go(func() { r.cl.watch(wctx) })
 	if r.cfg.Nemesis != nil {
 		rng := rand.New(rand.NewPCG(uint64(r.cfg.Seed), 0x6e656d))
 		wg.Go(func() { nemesis.Run(wctx, r.cfg.Nemesis, r.cl, r.cfg.Schedule, rng, r.timeline, r.log) })
@@ -158,6 +160,22 @@ func (r *run) run(ctx context.Context) error {
 	} else {
 		r.sum.Recovery = time.Since(healed).Round(time.Millisecond).String()
 		r.timeline.Add(history.Event{Type: history.Note, Desc: "recovered: every shard has a leader"})
+	}
+	// The rebalance the faults and the churn started ends before the
+	// final reads: they read a cluster at rest.
+	sctx, scancel := context.WithTimeout(ctx, settleTimeout)
+	defer scancel()
+	settling := time.Now()
+	if err := r.cl.waitSettled(sctx); err != nil {
+		r.sum.SettleError = err.Error()
+		r.log.Warn("the cluster did not settle", "err", err)
+		r.timeline.Add(history.Event{Type: history.Note, Desc: "not settled", Error: err.Error()})
+	} else {
+		r.sum.Settle = time.Since(settling).Round(time.Millisecond).String()
+		r.timeline.Add(history.Event{Type: history.Note, Desc: "settled: no move pending or under way, every member active"})
+	}
+	if ctx.Err() != nil {
+		return ErrInterrupted
 	}
 	fctx, fcancel := context.WithTimeout(ctx, finalTimeout)
 	defer fcancel()
@@ -204,35 +222,28 @@ func (r *run) setup(ctx context.Context) error {
 	for _, h := range hosts {
 		initial = append(initial, fmt.Sprintf("%s=%s:%d", h.ID, h.IP, nodePort))
 	}
-	args := []string{
+	// Every node gets these; the initial ones create the cluster, the
+	// churn nemesis's join it (--join).
+	common := []string{"--dead-after", r.cfg.DeadAfter.String()}
+	if r.cfg.UnsafeLocalReads {
+		common = append(common, "--unsafe-local-reads")
+	}
+	common = append(common, r.cfg.NodeArgs...)
+	r.cl = newCluster(r.net, nodeSpec{binary: r.cfg.KVNode, dir: r.dir, port: nodePort, args: common}, r.cfg.Shards, r.timeline, r.log)
+	create := []string{
 		"--initial-cluster", strings.Join(initial, ","),
 		"--shards", strconv.Itoa(r.cfg.Shards),
 		"--replicas", strconv.Itoa(r.cfg.Replicas),
 	}
-	if r.cfg.UnsafeLocalReads {
-		args = append(args, "--unsafe-local-reads")
-	}
-	args = append(args, r.cfg.NodeArgs...)
 	for _, h := range hosts {
-		p := kvnode.New(kvnode.Spec{
-			Binary:  r.cfg.KVNode,
-			ID:      h.ID,
-			Netns:   h.Netns,
-			Addr:    fmt.Sprintf("%s:%d", h.IP, nodePort),
-			DataDir: filepath.Join(r.dir, report.DataDir, h.ID),
-			LogPath: filepath.Join(r.dir, report.NodesDir, h.ID+".log"),
-			Args:    args,
-		})
-		r.procs = append(r.procs, p)
-		if err := p.Start(); err != nil {
+		if err := r.cl.start(h, create, false); err != nil {
 			return err
 		}
-		r.log.Info("node started", "id", h.ID, "addr", p.Addr(), "netns", h.Netns, "pid", p.PID())
-	}
-	if r.cl, err = newCluster(r.net, r.procs, r.cfg.Shards); err != nil {
-		return err
 	}
 	if err := r.cl.waitReady(ctx); err != nil {
+		return err
+	}
+	if err := r.cl.connectAdmin(ctx); err != nil {
 		return err
 	}
 	r.timeline.Add(history.Event{Type: history.Note, Desc: "cluster ready"})
@@ -245,8 +256,13 @@ func (r *run) setup(ctx context.Context) error {
 // Every worker has a Client of its own, like Jepsen's processes: workers
 // share nothing on the client side, so one worker's open circuit breaker
 // or stale leader cache never shapes another's operations, and each has
-// its own request-ID session on the shards. Direct reads share one gRPC
-// connection per node, which only carries calls.
+// its own request-ID session on the shards. The clients are given the
+// initial nodes' addresses and learn of the nodes that join from the
+// cluster's Status, which the library refreshes its shard map from; every
+// host is on the /24 of the test process's veth, so a new one is reachable
+// at once. Direct reads share one gRPC connection per node, which only
+// carries calls; worker i reads from the i-th (modulo) of the current
+// members, so that its reads move on when a node leaves.
 func (r *run) workloads(ctx context.Context, keys []string) (*workload.Register, *workload.Set, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -270,11 +286,12 @@ func (r *run) workloads(ctx context.Context, keys []string) (*workload.Register,
 		if err != nil {
 			return nil, nil, err
 		}
-		node := r.cl.ids[i%len(r.cl.ids)]
 		reg.Workers = append(reg.Workers, workload.RegisterWorker{
-			Client:     workload.Library{C: c},
-			Direct:     workload.Direct{KV: ringkvv1.NewKVClient(r.cl.conns[node])},
-			DirectNode: node,
+			Client: workload.Library{C: c},
+			DirectPick: func() (string, workload.Reader) {
+				node, kv := r.cl.directTarget(i)
+				return node, workload.Direct{KV: kv}
+			},
 		})
 	}
 	set := &workload.Set{OpTimeout: r.cfg.OpTimeout, Think: r.cfg.Think, Seed: r.cfg.Seed, Clock: r.clock, Recorder: r.recorder}
@@ -303,17 +320,12 @@ func (r *run) teardown() {
 			_ = c.Close()
 		}
 		if r.cl != nil {
-			r.cl.closeConns()
+			if r.sum.SettleError != "" {
+				r.log.Warn("the cluster did not settle: the nodes dump their goroutines into their logs (SIGQUIT)")
+				r.cl.dumpStacks(ctx)
+			}
+			r.cl.stopAll(ctx)
 		}
-		var wg sync.WaitGroup
-		for _, p := range r.procs {
-			wg.Go(func() {
-				if err := p.Stop(ctx, stopGrace); err != nil {
-					r.log.Warn("stopping node", "id", p.ID(), "err", err)
-				}
-			})
-		}
-		wg.Wait()
 		if r.net != nil {
 			if err := r.net.Close(ctx); err != nil {
 				r.log.Warn("removing network", "err", err)
@@ -349,7 +361,7 @@ func (r *run) check() error {
 	r.sum.Set = checker.CheckSet(ops)
 	r.sum.Verdict = checker.Worst(r.sum.Register.Verdict, r.sum.Set.Verdict)
 	r.log.Info("checked", "took", time.Since(start).Round(time.Millisecond), "verdict", r.sum.Verdict)
-	intervals := history.Intervals(events, r.clock.Now())
+	intervals := append(history.Intervals(events, r.clock.Now()), history.Marks(events)...)
 	if err := report.WriteVisualizations(r.dir, &r.sum.Register, intervals); err != nil {
 		return err
 	}

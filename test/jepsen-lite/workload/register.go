@@ -36,6 +36,12 @@ type RegisterWorker struct {
 	// (Register.DirectReads), sent to DirectNode.
 	Direct     Reader
 	DirectNode string
+	// DirectPick, when not nil, replaces Direct and DirectNode: it is
+	// called before each direct read and returns the node to read from
+	// and a Reader that reads from it, so that the node can change as
+	// nodes join and leave. An empty node skips the direct read (the
+	// read goes through Client).
+	DirectPick func() (node string, rd Reader)
 }
 
 // Register is the register workload: workers read and write a few keys at
@@ -85,8 +91,12 @@ func (r *Register) work(ctx context.Context, i int) {
 		var op history.Op
 		if rng.Float64() < r.Reads {
 			rd, node := Reader(w.Client), ""
-			if w.Direct != nil && rng.Float64() < r.DirectReads {
-				rd, node = w.Direct, w.DirectNode
+			if (w.Direct != nil || w.DirectPick != nil) && rng.Float64() < r.DirectReads {
+				if w.DirectPick == nil {
+					rd, node = w.Direct, w.DirectNode
+				} else if n, d := w.DirectPick(); n != "" {
+					rd, node = d, n
+				}
 			}
 			op = r.read(ctx, rd, key)
 			op.Node = node

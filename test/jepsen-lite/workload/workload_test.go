@@ -153,3 +153,39 @@ func TestRegisterKeysSpreadOverShards(t *testing.T) {
 		t.Errorf("RegisterKeys(12, 8) = %d keys; want 12", len(more))
 	}
 }
+
+// TestDirectPick sends direct reads to the node DirectPick names at each
+// read, and through the client when it names none.
+func TestDirectPick(t *testing.T) {
+	store := newMem(false)
+	rec := history.NewRecorder(nil)
+	var mu sync.Mutex
+	picks := 0
+	pick := func() (string, Reader) {
+		mu.Lock()
+		defer mu.Unlock()
+		picks++
+		switch picks % 3 {
+		case 0:
+			return "", nil // no node right now
+		case 1:
+			return "n1", store
+		}
+		return "n7", store
+	}
+	r := &Register{
+		Keys: RegisterKeys(2, 8), Reads: 1, DirectReads: 1, OpTimeout: time.Second,
+		Think: time.Millisecond, Seed: 1, Clock: history.NewClock(), Recorder: rec,
+		Workers: []RegisterWorker{{Client: store, DirectPick: pick}},
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	r.Run(ctx)
+	nodes := map[string]int{}
+	for _, op := range rec.Ops() {
+		nodes[op.Node]++
+	}
+	if nodes["n1"] == 0 || nodes["n7"] == 0 || nodes[""] == 0 || len(nodes) != 3 {
+		t.Errorf("reads by node = %v; want some at n1, at n7 and through the client", nodes)
+	}
+}

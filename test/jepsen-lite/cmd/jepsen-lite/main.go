@@ -63,6 +63,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		nemesisName string
 		verbose     bool
 		cleanupOnly bool
+		churn       churnBounds
 	)
 	fs.StringVar(&cfg.KVNode, "kvnode", "bin/kvnode", "path of the kvnode binary")
 	fs.StringVar(&cfg.RunsDir, "runs-dir", "test/jepsen-lite/runs", "where run folders are made")
@@ -71,6 +72,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.Duration, "duration", cfg.Duration, "how long the workloads and the nemesis run, per run")
 	fs.IntVar(&cfg.Nodes, "nodes", cfg.Nodes, "number of nodes")
 	fs.IntVar(&cfg.Shards, "shards", cfg.Shards, "shard count of the cluster")
+	fs.DurationVar(&cfg.DeadAfter, "dead-after", cfg.DeadAfter, "every node's --dead-after: unreachable this long, a member is marked dead and its replicas re-created elsewhere")
+	fs.IntVar(&churn.maxNodes, "max-nodes", 0, "churn: most nodes (hosts) at once; a join needs fewer (0: --nodes + 2)")
+	fs.IntVar(&churn.minLive, "min-live", 0, "churn: fewest live members a removal may leave (raised to the replication factor + 1)")
 	fs.IntVar(&cfg.RegisterKeys, "keys", cfg.RegisterKeys, "register keys (spread over distinct shards)")
 	fs.IntVar(&cfg.RegisterWorkers, "workers", cfg.RegisterWorkers, "register workers")
 	fs.IntVar(&cfg.SetWorkers, "set-workers", cfg.SetWorkers, "set workers")
@@ -114,20 +118,24 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		names = nemesis.Names()
 	}
 	keys := workload.RegisterKeys(cfg.RegisterKeys, uint32(cfg.Shards))
+	opts := nemesis.Options{Keys: keys, MinLive: churn.minLive, MaxHosts: churn.maxNodes}
+	if opts.MaxHosts == 0 {
+		opts.MaxHosts = cfg.Nodes + 2
+	}
 
 	var sums []*report.Summary
 	status := exitValid
 	for _, name := range names {
 		c := cfg
 		if name != "none" {
-			n, err := nemesis.ByName(name, keys)
+			n, err := nemesis.ByName(name, opts)
 			if err != nil {
 				fmt.Fprintln(stderr, "jepsen-lite:", err)
 				return exitError
 			}
 			c.Nemesis = n
 		}
-		c.Command = replay(prog, c, name)
+		c.Command = replay(prog, c, name, churn)
 		fmt.Fprintf(stdout, "jepsen-lite: %s, seed %d, %s; replay: %s\n", name, c.Seed, c.Duration, c.Command)
 		sum, err := runner.Run(ctx, c)
 		if sum != nil {
@@ -153,11 +161,26 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return status
 }
 
+// churnBounds are the churn nemesis's flags.
+type churnBounds struct {
+	maxNodes int
+	minLive  int
+}
+
 // replay returns the command line that repeats a run's choices.
-func replay(prog string, c runner.Config, name string) string {
+func replay(prog string, c runner.Config, name string, churn churnBounds) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s --kvnode %s --nemesis %s --seed %d --duration %s --nodes %d --shards %d",
 		prog, filepath.Clean(c.KVNode), name, c.Seed, c.Duration, c.Nodes, c.Shards)
+	if def := runner.DefaultConfig(); c.DeadAfter != def.DeadAfter {
+		fmt.Fprintf(&b, " --dead-after %s", c.DeadAfter)
+	}
+	if churn.maxNodes != 0 {
+		fmt.Fprintf(&b, " --max-nodes %d", churn.maxNodes)
+	}
+	if churn.minLive != 0 {
+		fmt.Fprintf(&b, " --min-live %d", churn.minLive)
+	}
 	if c.UnsafeLocalReads {
 		b.WriteString(" --unsafe-local-reads")
 	}
