@@ -17,9 +17,11 @@ build:
 ## the membership test: real processes joining, leaving and dying) without
 ## the race detector, where they take seconds instead of minutes on a 2-core
 ## machine; then every unit and integration test with it (-short skips the
-## long ones there).
+## long ones there). The bench module (test/bench, etcd's client) is vetted so
+## that it keeps building with the main module.
 test:
 	$(GO) vet ./...
+	$(GO) -C test/bench vet ./...
 	$(GO) test -count=1 -timeout 8m -run '^TestLong' ./node/ ./test/membership/
 	$(GO) test -race -short -count=1 -timeout 8m ./...
 

@@ -160,7 +160,7 @@ func (n *Node) stepMove(ctx context.Context, st *cluster.State, g *replication.G
 			}
 			n.logger.Info("replica move: destination added as non-voter", "move", m.String())
 		}
-		if err := n.awaitCatchUp(ctx, g, m.Shard, to.Addr); err != nil {
+		if err := n.awaitCatchUp(ctx, g, m, to.Addr); err != nil {
 			return fmt.Errorf("%s: %w", m, err)
 		}
 		if err := g.AddVoter(ctx, to.ID, to.Addr); err != nil {
@@ -202,8 +202,10 @@ func abortReason(st *cluster.State, m cluster.Move) string {
 }
 
 // awaitCatchUp waits until the replica at addr has applied the shard's log
-// up to this leader's applied index at the start of the wait.
-func (n *Node) awaitCatchUp(ctx context.Context, g *replication.Group, id uint32, addr string) error {
+// up to this leader's applied index at the start of the wait. It gives up
+// early when the move should be undone (its destination died, say).
+func (n *Node) awaitCatchUp(ctx context.Context, g *replication.Group, m cluster.Move, addr string) error {
+	id := m.Shard
 	target := g.AppliedIndex()
 	ctx, cancel := context.WithTimeout(ctx, catchUpTimeout)
 	defer cancel()
@@ -215,6 +217,9 @@ func (n *Node) awaitCatchUp(ctx context.Context, g *replication.Group, id uint32
 		pcancel()
 		if err == nil && open && applied >= target {
 			return nil
+		}
+		if reason := abortReason(n.metaSM.Current(), m); reason != "" {
+			return fmt.Errorf("stopped waiting for catch-up: %s", reason)
 		}
 		select {
 		case <-ctx.Done():
