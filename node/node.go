@@ -230,8 +230,6 @@ func (n *Node) groupConfig(id uint64, dir string, sm replication.StateMachine, n
 
 func (n *Node) openMeta() error {
 	dir := filepath.Join(n.cfg.DataDir, "meta")
-	_, statErr := os.Stat(filepath.Join(dir, "raft.db"))
-	hadState := statErr == nil
 	gc, err := n.groupConfig(MetaGroup, dir, metaSM{n.metaSM}, cluster.NoopCommand())
 	if err != nil {
 		return err
@@ -241,6 +239,10 @@ func (n *Node) openMeta() error {
 		return fmt.Errorf("metadata group: %w", err)
 	}
 	n.meta = g
+	hadState, err := g.HasState()
+	if err != nil {
+		return fmt.Errorf("metadata group: %w", err)
+	}
 	switch {
 	case hadState:
 		// A restart: the node's cluster is in its data; flags that create

@@ -285,6 +285,17 @@ func openStore(cfg Config) (LogStore, func() error, error) {
 	return bolt, bolt.Close, nil
 }
 
+// HasState reports whether the group has any Raft state: a term, a log
+// entry or a snapshot. A new replica, bootstrapped or not, has none until
+// it bootstraps or hears from a leader.
+func (g *Group) HasState() (bool, error) {
+	ok, err := raft.HasExistingState(g.logs, g.store, g.snaps)
+	if err != nil {
+		return false, fmt.Errorf("group %d: %w", g.cfg.Group, err)
+	}
+	return ok, nil
+}
+
 // Bootstrap makes a new group's first configuration: the given voters. Every
 // initial member may call it with the same servers. A group that already
 // has state ignores it.

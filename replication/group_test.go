@@ -384,3 +384,43 @@ func TestReadBarrierNeedsQuorumInTerm(t *testing.T) {
 		t.Fatalf("ReadBarrier with one of two peers confirming: %v", err)
 	}
 }
+
+// TestGroupHasState: a new replica has no state until it bootstraps, and
+// keeps it across a restart (a node decides from it whether to join or
+// bootstrap a cluster).
+func TestGroupHasState(t *testing.T) {
+	n := newTransportTestNode(t, MuxConfig{})
+	dir := t.TempDir()
+	open := func() *Group {
+		tr, err := n.mux.Transport(9)
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := Open(Config{
+			Group: 9, NodeID: "n1", Dir: dir, Transport: tr, StateMachine: newKVSM(),
+			NoopCommand: []byte("noop"), Timing: groupTiming, RaftLogOutput: io.Discard,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return g
+	}
+	g := open()
+	if ok, err := g.HasState(); ok || err != nil {
+		t.Errorf("new group: HasState() = %v, %v; want false, nil", ok, err)
+	}
+	if err := g.Bootstrap([]Server{{ID: "n1", Addr: n.addr}}); err != nil {
+		t.Fatal(err)
+	}
+	if ok, err := g.HasState(); !ok || err != nil {
+		t.Errorf("bootstrapped group: HasState() = %v, %v; want true, nil", ok, err)
+	}
+	if err := g.Shutdown(); err != nil {
+		t.Fatal(err)
+	}
+	g = open()
+	defer g.Shutdown()
+	if ok, err := g.HasState(); !ok || err != nil {
+		t.Errorf("reopened group: HasState() = %v, %v; want true, nil", ok, err)
+	}
+}
