@@ -18,8 +18,8 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
 	"github.com/ringkv/ringkv/cluster"
-	"github.com/ringkv/ringkv/raftstore"
 	ringkvv1 "github.com/ringkv/ringkv/proto/ringkv/v1"
+	"github.com/ringkv/ringkv/raftstore"
 	"github.com/ringkv/ringkv/replication"
 	"github.com/ringkv/ringkv/ring"
 	"github.com/ringkv/ringkv/router"
@@ -49,9 +49,9 @@ type Node struct {
 	confirmer  *rpc.Confirmer
 	metaClient *rpc.MetaClient
 
-	meta     *replication.Group
-	joining  bool // a new node asking to join (set by openMeta)
-	metaSM   *cluster.StateMachine
+	meta    *replication.Group
+	joining bool // a new node asking to join (set by openMeta)
+	metaSM  *cluster.StateMachine
 	// logStore holds the Raft logs of every shard replica on this node, so
 	// that one fsync commits the entries of many groups.
 	logStore *raftstore.Store
