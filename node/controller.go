@@ -28,8 +28,7 @@ const metaVoters = 3
 // The moves themselves are driven by each shard's leader (see moveLoop).
 func (n *Node) controlLoop() {
 	defer n.wg.Done()
-	ctx, cancel := n.stopContext()
-	defer cancel()
+	ctx := n.life
 	tick := time.NewTicker(n.cfg.ControllerInterval)
 	defer tick.Stop()
 	var live *liveness

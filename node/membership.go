@@ -133,8 +133,7 @@ func moveProto(m cluster.Move, phase string) *ringkvv1.Move {
 // group, to which the controller adds this node.
 func (n *Node) joinCluster() {
 	defer n.wg.Done()
-	ctx, cancel := n.stopContext()
-	defer cancel()
+	ctx := n.life
 	backoff := 100 * time.Millisecond
 	for {
 		for _, addr := range n.cfg.Join {
@@ -164,17 +163,4 @@ func (n *Node) joinCluster() {
 		}
 		backoff = min(2*backoff, 5*time.Second)
 	}
-}
-
-// stopContext returns a context that ends when the node stops.
-func (n *Node) stopContext() (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithCancel(context.Background())
-	go func() {
-		select {
-		case <-n.stop:
-			cancel()
-		case <-ctx.Done():
-		}
-	}()
-	return ctx, cancel
 }

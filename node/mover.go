@@ -45,22 +45,23 @@ var errHandedOff = errors.New("leadership handed off")
 // as aborted; the planner then picks another destination.
 func (n *Node) moveLoop() {
 	defer n.wg.Done()
-	ctx, cancel := n.stopContext()
-	defer cancel()
+	ctx := n.life
 	tick := time.NewTicker(n.cfg.ControllerInterval)
 	defer tick.Stop()
 	running := map[uint32]chan struct{}{}
 	for {
 		changed := n.metaSM.Changed()
+		for id, done := range running {
+			select {
+			case <-done:
+				delete(running, id)
+			default:
+			}
+		}
 		st := n.metaSM.Current()
 		for _, m := range st.Moves {
-			if done, ok := running[m.Shard]; ok {
-				select {
-				case <-done:
-					delete(running, m.Shard)
-				default:
-					continue
-				}
+			if _, ok := running[m.Shard]; ok {
+				continue
 			}
 			g, ok := n.ShardGroup(shard.ID(m.Shard))
 			if !ok || !g.Leader().Self {
@@ -74,13 +75,6 @@ func (n *Node) moveLoop() {
 				defer close(done)
 				n.driveMove(ctx, m)
 			}()
-		}
-		for id, done := range running {
-			select {
-			case <-done:
-				delete(running, id)
-			default:
-			}
 		}
 		select {
 		case <-n.stop:

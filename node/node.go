@@ -65,7 +65,11 @@ type Node struct {
 		closed     bool
 	}
 
-	stop     chan struct{}
+	stop chan struct{}
+	// life ends when the node stops (endLife is called with close(stop)):
+	// the context of the background loops' blocking calls.
+	life     context.Context
+	endLife  context.CancelFunc
 	wg       sync.WaitGroup
 	stopOnce sync.Once
 	stopErr  error
@@ -114,6 +118,7 @@ func Start(cfg Config) (*Node, error) {
 		stop:     make(chan struct{}),
 		serveErr: make(chan error, 1),
 	}
+	n.life, n.endLife = context.WithCancel(context.Background())
 	n.mu.shards = map[shard.ID]*shardReplica{}
 	n.mu.tombstones = tombstones
 	n.mux = replication.NewMux(replication.MuxConfig{
@@ -580,6 +585,7 @@ func (n *Node) Stop(ctx context.Context) error {
 	n.stopOnce.Do(func() {
 		n.health.Shutdown()
 		close(n.stop)
+		n.endLife()
 		n.mu.Lock()
 		n.mu.closed = true
 		shards := n.mu.shards

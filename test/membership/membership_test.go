@@ -98,7 +98,7 @@ func (c *cluster) kvctl(ctx context.Context, args ...string) ([]byte, error) {
 			eps = append(eps, p.Addr())
 		}
 	}
-	cmd := exec.CommandContext(ctx, c.kvctlBin, append([]string{"--endpoints", joinComma(eps)}, args...)...)
+	cmd := exec.CommandContext(ctx, c.kvctlBin, append([]string{"--endpoints", strings.Join(eps, ",")}, args...)...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -106,17 +106,6 @@ func (c *cluster) kvctl(ctx context.Context, args ...string) ([]byte, error) {
 		return out, fmt.Errorf("kvctl %v: %w\n%s", args, err, stderr.String())
 	}
 	return out, nil
-}
-
-func joinComma(s []string) string {
-	out := ""
-	for i, x := range s {
-		if i > 0 {
-			out += ","
-		}
-		out += x
-	}
-	return out
 }
 
 type rebalanceJSON struct {
@@ -365,7 +354,7 @@ func TestLongMembership(t *testing.T) {
 		initial = append(initial, id+"="+addr[id])
 	}
 	for _, id := range []string{"n1", "n2", "n3"} {
-		c.start(id, addr[id], "--initial-cluster", joinComma(initial))
+		c.start(id, addr[id], "--initial-cluster", strings.Join(initial, ","))
 	}
 	cl := c.newClient(ctx, client.WithDefaultTimeout(30*time.Second))
 	defer cl.Close()
@@ -398,7 +387,7 @@ func TestLongMembership(t *testing.T) {
 	// A 4th node joins.
 	st := c.status(ctx)
 	before := placement(st)
-	c.start("n4", addr["n4"], "--join", joinComma(c.addrs()))
+	c.start("n4", addr["n4"], "--join", strings.Join(c.addrs(), ","))
 	st = c.awaitSettled(ctx, st.Epoch)
 	after := placement(st)
 	checkMoves(t, "join n4", before, after, []string{"n1", "n2", "n3", "n4"})
@@ -414,7 +403,7 @@ func TestLongMembership(t *testing.T) {
 	// restarted: the moves resume.
 	before = after
 	st = c.status(ctx)
-	n5 := c.start("n5", addr["n5"], "--join", joinComma(c.addrs()))
+	n5 := c.start("n5", addr["n5"], "--join", strings.Join(c.addrs(), ","))
 	c.awaitMoveTo(ctx, "n5")
 	if err := n5.Kill(ctx); err != nil {
 		t.Fatal(err)
