@@ -150,6 +150,7 @@ func Start(cfg Config) (*Node, error) {
 	healthpb.RegisterHealthServer(n.server, n.health)
 	ringkvv1.RegisterRaftTransportServer(n.server, n.mux)
 	ringkvv1.RegisterKVServer(n.server, rpc.NewKVServer(n.router, cfg.Limits))
+	ringkvv1.RegisterShardKVServer(n.server, rpc.NewShardKVServer(n.router, cfg.Limits))
 	ringkvv1.RegisterClusterServer(n.server, rpc.NewClusterServer(n))
 	ringkvv1.RegisterReadConfirmServer(n.server, rpc.NewReadConfirmServer(n))
 	ringkvv1.RegisterMetaServer(n.server, rpc.NewMetaServer(n))
@@ -163,11 +164,12 @@ func Start(cfg Config) (*Node, error) {
 		n.Stop(context.Background())
 		return nil, err
 	}
-	n.wg.Add(4)
+	n.wg.Add(5)
 	go n.initializeCluster()
 	go n.reconcileLoop()
 	go n.controlLoop()
 	go n.moveLoop()
+	go n.expireLoop()
 	if n.joining {
 		n.wg.Add(1)
 		go n.joinCluster()

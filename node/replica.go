@@ -18,6 +18,11 @@ type shardReplica struct {
 // Get reads the local state machine.
 func (r *shardReplica) Get(key []byte) (shard.Value, bool) { return r.sm.Get(key) }
 
+// Scan reads keys of the local state machine in order.
+func (r *shardReplica) Scan(prefix, after []byte, limit int, keysOnly bool) ([]shard.KeyValue, bool) {
+	return r.sm.Scan(prefix, after, limit, keysOnly)
+}
+
 // shardSM adapts *shard.StateMachine to replication.StateMachine.
 type shardSM struct{ sm *shard.StateMachine }
 

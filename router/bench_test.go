@@ -23,6 +23,9 @@ func (r *benchReplica) Leader() replication.LeaderInfo {
 	return replication.LeaderInfo{ID: "n1", Addr: addr("n1"), Term: 1, Self: true}
 }
 func (r *benchReplica) Get([]byte) (shard.Value, bool) { return r.value, true }
+func (r *benchReplica) Scan([]byte, []byte, int, bool) ([]shard.KeyValue, bool) {
+	return nil, false
+}
 
 type benchReplicas []*benchReplica
 

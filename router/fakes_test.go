@@ -3,6 +3,8 @@ package router
 import (
 	"context"
 	"fmt"
+	"sort"
+	"strings"
 	"sync"
 	"testing"
 
@@ -58,6 +60,32 @@ func (f *fakeReplica) Get(key []byte) (shard.Value, bool) {
 	defer f.mu.Unlock()
 	v, ok := f.data[string(key)]
 	return v, ok
+}
+
+// Scan returns the fake's keys in order, like shard.StateMachine.Scan.
+func (f *fakeReplica) Scan(prefix, after []byte, limit int, keysOnly bool) ([]shard.KeyValue, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var keys []string
+	for k := range f.data {
+		if strings.HasPrefix(k, string(prefix)) && (after == nil || k > string(after)) {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	more := len(keys) > limit
+	if more {
+		keys = keys[:limit]
+	}
+	var out []shard.KeyValue
+	for _, k := range keys {
+		v := f.data[k]
+		if keysOnly {
+			v.Data = nil
+		}
+		out = append(out, shard.KeyValue{Key: []byte(k), Value: v})
+	}
+	return out, more
 }
 
 func (f *fakeReplica) counts() (barriers, proposals int) {
@@ -128,6 +156,9 @@ type fwdReply struct {
 	value   shard.Value // Get
 	version uint64      // Put, Delete
 	existed bool        // Delete
+	txn     TxnResult   // Txn
+	items   []GetItem   // MultiGet
+	page    ScanPage    // ScanShard
 }
 
 // fakeForwarder records calls and answers from a script per address. An
@@ -249,4 +280,19 @@ func keyFor(t *testing.T, sid shard.ID, count uint32) []byte {
 	}
 	t.Fatalf("no key found for shard %d of %d", sid, count)
 	return nil
+}
+
+func (f *fakeForwarder) Txn(_ context.Context, a string, t Txn, req shard.RequestID) (TxnResult, string, error) {
+	r := f.reply(fwdCall{op: "txn", addr: a, key: string(t.keys()[0]), req: req})
+	return r.txn, r.leader, r.err
+}
+
+func (f *fakeForwarder) MultiGet(_ context.Context, a string, keys [][]byte) ([]GetItem, string, error) {
+	r := f.reply(fwdCall{op: "multiget", addr: a, key: string(keys[0])})
+	return r.items, r.leader, r.err
+}
+
+func (f *fakeForwarder) ScanShard(_ context.Context, a string, sid shard.ID, q ScanQuery) (ScanPage, string, error) {
+	r := f.reply(fwdCall{op: "scanshard", addr: a, key: string(q.After)})
+	return r.page, r.leader, r.err
 }

@@ -52,6 +52,9 @@ type Replica interface {
 	Leader() replication.LeaderInfo
 	// Get reads the local state machine.
 	Get(key []byte) (shard.Value, bool)
+	// Scan reads keys of the local state machine in order (see
+	// shard.StateMachine.Scan).
+	Scan(prefix, after []byte, limit int, keysOnly bool) ([]shard.KeyValue, bool)
 }
 
 // Replicas finds the replicas this node hosts.
@@ -73,6 +76,11 @@ type Forwarder interface {
 	Get(ctx context.Context, addr string, key []byte) (shard.Value, string, error)
 	Put(ctx context.Context, addr string, key, value []byte, req shard.RequestID) (uint64, string, error)
 	Delete(ctx context.Context, addr string, key []byte, req shard.RequestID) (bool, uint64, string, error)
+	Txn(ctx context.Context, addr string, t Txn, req shard.RequestID) (TxnResult, string, error)
+	// MultiGet reads keys of one shard.
+	MultiGet(ctx context.Context, addr string, keys [][]byte) ([]GetItem, string, error)
+	// ScanShard reads a page of one shard (see Router.ScanShard).
+	ScanShard(ctx context.Context, addr string, sid shard.ID, q ScanQuery) (ScanPage, string, error)
 }
 
 // Config configures a Router.
@@ -142,16 +150,22 @@ func (r *Router) Get(ctx context.Context, key []byte, forwarded bool) (GetResult
 	var res GetResult
 	leader, err := r.route(ctx, key, forwarded,
 		func(rep Replica) error {
-			if !r.cfg.UnsafeLocalReads {
-				if err := rep.ReadBarrier(ctx); err != nil {
-					return err
+			found := false
+			err := r.readLocal(ctx, rep, func(now int64) bool {
+				v, ok := rep.Get(key)
+				if ok && v.Expired(now) {
+					found = false
+					return true
 				}
+				res.Value, found = v, ok
+				return false
+			})
+			if err != nil {
+				return err
 			}
-			v, ok := rep.Get(key)
-			if !ok {
+			if !found {
 				return ErrNotFound
 			}
-			res.Value = v
 			return nil
 		},
 		func(addr string) (string, error) {
@@ -169,6 +183,9 @@ type WriteResult struct {
 	Version uint64
 	// Existed is, for a delete, whether the key existed.
 	Existed bool
+	// Succeeded is false when a write's condition did not hold; Version is
+	// then the key's current version (0: missing).
+	Succeeded bool
 	// Leader is the ID of the shard leader that served the request.
 	Leader string
 }
@@ -180,12 +197,12 @@ func (r *Router) Put(ctx context.Context, key, value []byte, req shard.RequestID
 		func(rep Replica) error {
 			c := shard.Command{Op: shard.OpPut, Key: key, Value: value, Request: req, ProposedAt: r.cfg.Now().UnixNano()}
 			out, err := propose(ctx, rep, c)
-			res.Version = out.Version
+			res.Version, res.Succeeded = out.Version, err == nil
 			return err
 		},
 		func(addr string) (string, error) {
 			v, leader, err := r.fwd.Put(ctx, addr, key, value, req)
-			res.Version = v
+			res.Version, res.Succeeded = v, err == nil
 			return leader, err
 		})
 	res.Leader = leader
@@ -199,12 +216,12 @@ func (r *Router) Delete(ctx context.Context, key []byte, req shard.RequestID, fo
 		func(rep Replica) error {
 			c := shard.Command{Op: shard.OpDelete, Key: key, Request: req, ProposedAt: r.cfg.Now().UnixNano()}
 			out, err := propose(ctx, rep, c)
-			res.Version, res.Existed = out.Index, out.Existed
+			res.Version, res.Existed, res.Succeeded = out.Index, out.Existed, err == nil
 			return err
 		},
 		func(addr string) (string, error) {
 			existed, v, leader, err := r.fwd.Delete(ctx, addr, key, req)
-			res.Version, res.Existed = v, existed
+			res.Version, res.Existed, res.Succeeded = v, existed, err == nil
 			return leader, err
 		})
 	res.Leader = leader
@@ -248,7 +265,12 @@ func (r *Router) route(ctx context.Context, key []byte, forwarded bool,
 	if !st.Initialized() {
 		return "", ErrNotReady
 	}
-	sid := shard.Of(key, st.ShardCount)
+	return r.routeShard(ctx, st, shard.Of(key, st.ShardCount), forwarded, local, remote)
+}
+
+// routeShard is route for a request about shard sid.
+func (r *Router) routeShard(ctx context.Context, st *cluster.State, sid shard.ID, forwarded bool,
+	local func(Replica) error, remote func(addr string) (string, error)) (string, error) {
 
 	var hint string
 	if rep, ok := r.local.Replica(sid); ok {

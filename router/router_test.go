@@ -159,7 +159,7 @@ func TestLocalLeaderServesDelete(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: Delete(%q) = %v", tt.name, key, err)
 		}
-		want := WriteResult{Version: tt.wantVersion, Existed: tt.wantExisted, Leader: "n1"}
+		want := WriteResult{Version: tt.wantVersion, Existed: tt.wantExisted, Succeeded: true, Leader: "n1"}
 		if res != want {
 			t.Errorf("%s: Delete(%q) with apply result %+v = %+v; want %+v", tt.name, key, tt.out, res, want)
 		}
@@ -323,7 +323,7 @@ func TestLocalFollowerForwardsToHint(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Put(%q) = %v", key, err)
 		}
-		if want := (WriteResult{Version: 77, Leader: "n3"}); res != want {
+		if want := (WriteResult{Version: 77, Succeeded: true, Leader: "n3"}); res != want {
 			t.Errorf("Put(%q) = %+v; want %+v", key, res, want)
 		}
 		want := []fwdCall{{op: "put", addr: "addr-n3", key: string(key), value: "val", req: req}}
@@ -343,7 +343,7 @@ func TestLocalFollowerForwardsToHint(t *testing.T) {
 		if err != nil {
 			t.Fatalf("Delete(%q) = %v", key, err)
 		}
-		if want := (WriteResult{Version: 78, Existed: true, Leader: "n3"}); res != want {
+		if want := (WriteResult{Version: 78, Existed: true, Succeeded: true, Leader: "n3"}); res != want {
 			t.Errorf("Delete(%q) = %+v; want %+v", key, res, want)
 		}
 		want := []fwdCall{{op: "delete", addr: "addr-n3", key: string(key), req: req}}

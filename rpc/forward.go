@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -56,7 +57,8 @@ func (f *Forwarder) Get(ctx context.Context, addr string, key []byte) (shard.Val
 		// A NotFound is an answer its shard's leader served: keep its name.
 		return shard.Value{}, leader, fromRemote(addr, leader, err)
 	}
-	return shard.Value{Data: resp.GetValue(), Version: resp.GetVersion(), CreateVersion: resp.GetCreateVersion()}, leader, nil
+	return shard.Value{Data: resp.GetValue(), Version: resp.GetVersion(), CreateVersion: resp.GetCreateVersion(),
+		ExpiresAt: expiresAt(resp.GetTtlMs(), time.Now())}, leader, nil
 }
 
 // Put implements router.Forwarder.

@@ -68,7 +68,7 @@ func callCtx(t *testing.T) context.Context {
 // The ringkv-leader header reaches a real gRPC client on success and on a
 // NotLeader failure.
 func TestLeaderHeaderOverGRPC(t *testing.T) {
-	store := &fakeStore{writeRes: router.WriteResult{Version: 3, Leader: "n1"}}
+	store := &fakeStore{writeRes: router.WriteResult{Version: 3, Succeeded: true, Leader: "n1"}}
 	cc, _ := startKV(t, store, Limits{})
 	kv := ringkvv1.NewKVClient(cc)
 
@@ -143,7 +143,7 @@ func TestForwarderGet(t *testing.T) {
 }
 
 func TestForwarderWrites(t *testing.T) {
-	store := &fakeStore{writeRes: router.WriteResult{Version: 40, Existed: true, Leader: "n2"}}
+	store := &fakeStore{writeRes: router.WriteResult{Version: 40, Existed: true, Succeeded: true, Leader: "n2"}}
 	cc, addr := startKV(t, store, Limits{})
 	f := NewForwarder(fakeConns{addr: cc})
 	rid := shard.RequestID{ClientID: []byte("cid"), Seq: 9, AckedBelow: 7}

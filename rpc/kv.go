@@ -3,6 +3,7 @@ package rpc
 import (
 	"context"
 	"errors"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -18,8 +19,13 @@ import (
 // Store is what the KV service serves from; *router.Router implements it.
 type Store interface {
 	Get(ctx context.Context, key []byte, forwarded bool) (router.GetResult, error)
-	Put(ctx context.Context, key, value []byte, req shard.RequestID, forwarded bool) (router.WriteResult, error)
-	Delete(ctx context.Context, key []byte, req shard.RequestID, forwarded bool) (router.WriteResult, error)
+	PutWith(ctx context.Context, key, value []byte, opts router.WriteOptions, req shard.RequestID, forwarded bool) (router.WriteResult, error)
+	DeleteWith(ctx context.Context, key []byte, opts router.WriteOptions, req shard.RequestID, forwarded bool) (router.WriteResult, error)
+	Txn(ctx context.Context, t router.Txn, req shard.RequestID, forwarded bool) (router.TxnResult, error)
+	MultiGet(ctx context.Context, keys [][]byte, forwarded bool) ([]router.GetItem, error)
+	MultiPut(ctx context.Context, puts []shard.TxnOp, req shard.RequestID, forwarded bool) ([]uint64, error)
+	Scan(ctx context.Context, q router.ScanQuery) (router.ScanPage, error)
+	ScanShard(ctx context.Context, sid shard.ID, q router.ScanQuery, forwarded bool) (router.ScanPage, error)
 }
 
 // KVServer implements the public KV service.
@@ -48,6 +54,7 @@ func (s *KVServer) Get(ctx context.Context, req *ringkvv1.GetRequest) (*ringkvv1
 		Value:         res.Value.Data,
 		Version:       res.Value.Version,
 		CreateVersion: res.Value.CreateVersion,
+		TtlMs:         ttlMillis(res.Value.ExpiresAt, time.Now()),
 	}, nil
 }
 
@@ -59,16 +66,26 @@ func (s *KVServer) Put(ctx context.Context, req *ringkvv1.PutRequest) (*ringkvv1
 	if err := s.limits.checkValue(req.GetValue()); err != nil {
 		return nil, err
 	}
+	ttl, err := checkTTL(req.GetTtlMs())
+	if err != nil {
+		return nil, err
+	}
+	opts := router.WriteOptions{Cond: condition(req.GetCondition()), TTL: ttl}
+	if opts.Cond != nil && opts.Cond.Kind == router.CondValue {
+		if err := s.limits.checkValue(opts.Cond.Value); err != nil {
+			return nil, prefixStatus("condition", err)
+		}
+	}
 	rid, err := requestID(req.GetRequestId())
 	if err != nil {
 		return nil, err
 	}
-	res, err := s.store.Put(ctx, req.GetKey(), req.GetValue(), rid, isForwarded(ctx))
+	res, err := s.store.PutWith(ctx, req.GetKey(), req.GetValue(), opts, rid, isForwarded(ctx))
 	if err != nil {
 		return nil, s.fail(ctx, err, len(rid.ClientID) > 0)
 	}
 	setLeader(ctx, res.Leader)
-	return &ringkvv1.PutResponse{Version: res.Version}, nil
+	return &ringkvv1.PutResponse{Version: res.Version, Succeeded: res.Succeeded}, nil
 }
 
 // Delete implements ringkvv1.KVServer.
@@ -80,12 +97,18 @@ func (s *KVServer) Delete(ctx context.Context, req *ringkvv1.DeleteRequest) (*ri
 	if err != nil {
 		return nil, err
 	}
-	res, err := s.store.Delete(ctx, req.GetKey(), rid, isForwarded(ctx))
+	opts := router.WriteOptions{Cond: condition(req.GetCondition())}
+	if opts.Cond != nil && opts.Cond.Kind == router.CondValue {
+		if err := s.limits.checkValue(opts.Cond.Value); err != nil {
+			return nil, prefixStatus("condition", err)
+		}
+	}
+	res, err := s.store.DeleteWith(ctx, req.GetKey(), opts, rid, isForwarded(ctx))
 	if err != nil {
 		return nil, s.fail(ctx, err, len(rid.ClientID) > 0)
 	}
 	setLeader(ctx, res.Leader)
-	return &ringkvv1.DeleteResponse{Deleted: res.Existed, Version: res.Version}, nil
+	return &ringkvv1.DeleteResponse{Deleted: res.Existed && res.Succeeded, Version: res.Version, Succeeded: res.Succeeded}, nil
 }
 
 // fail converts err and, when it names a shard leader, passes the hint to

@@ -60,18 +60,46 @@ func (s *fakeStore) Get(_ context.Context, key []byte, forwarded bool) (router.G
 	return s.getRes, s.err
 }
 
-func (s *fakeStore) Put(_ context.Context, key, value []byte, req shard.RequestID, forwarded bool) (router.WriteResult, error) {
+func (s *fakeStore) PutWith(_ context.Context, key, value []byte, _ router.WriteOptions, req shard.RequestID, forwarded bool) (router.WriteResult, error) {
 	s.record(storeCall{op: "put", key: key, value: value, req: req, forwarded: forwarded})
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.writeRes, s.err
 }
 
-func (s *fakeStore) Delete(_ context.Context, key []byte, req shard.RequestID, forwarded bool) (router.WriteResult, error) {
+func (s *fakeStore) DeleteWith(_ context.Context, key []byte, _ router.WriteOptions, req shard.RequestID, forwarded bool) (router.WriteResult, error) {
 	s.record(storeCall{op: "delete", key: key, req: req, forwarded: forwarded})
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.writeRes, s.err
+}
+
+// The multi-key calls are tested against real clusters (node tests); here
+// they only record that the server reached the store.
+
+func (s *fakeStore) Txn(_ context.Context, t router.Txn, req shard.RequestID, forwarded bool) (router.TxnResult, error) {
+	s.record(storeCall{op: "txn", req: req, forwarded: forwarded})
+	return router.TxnResult{}, s.err
+}
+
+func (s *fakeStore) MultiGet(_ context.Context, keys [][]byte, forwarded bool) ([]router.GetItem, error) {
+	s.record(storeCall{op: "multiget", forwarded: forwarded})
+	return make([]router.GetItem, len(keys)), s.err
+}
+
+func (s *fakeStore) MultiPut(_ context.Context, puts []shard.TxnOp, req shard.RequestID, forwarded bool) ([]uint64, error) {
+	s.record(storeCall{op: "multiput", req: req, forwarded: forwarded})
+	return make([]uint64, len(puts)), s.err
+}
+
+func (s *fakeStore) Scan(_ context.Context, q router.ScanQuery) (router.ScanPage, error) {
+	s.record(storeCall{op: "scan", key: q.After})
+	return router.ScanPage{}, s.err
+}
+
+func (s *fakeStore) ScanShard(_ context.Context, sid shard.ID, q router.ScanQuery, forwarded bool) (router.ScanPage, error) {
+	s.record(storeCall{op: "scanshard", key: q.After, forwarded: forwarded})
+	return router.ScanPage{}, s.err
 }
 
 // fakeStream is a grpc.ServerTransportStream that keeps the headers a
@@ -237,7 +265,7 @@ func TestKVServerValidation(t *testing.T) {
 func TestKVServerPassesRequestsToStore(t *testing.T) {
 	store := &fakeStore{
 		getRes:   router.GetResult{Value: shard.Value{Data: []byte("val"), Version: 9, CreateVersion: 4}, Leader: "n1"},
-		writeRes: router.WriteResult{Version: 12, Existed: true, Leader: "n1"},
+		writeRes: router.WriteResult{Version: 12, Existed: true, Succeeded: true, Leader: "n1"},
 	}
 	s := NewKVServer(store, Limits{})
 	ctx, _ := handlerCtx()
@@ -295,7 +323,7 @@ func TestKVServerPassesRequestsToStore(t *testing.T) {
 }
 
 func TestKVServerDeleteMissingKey(t *testing.T) {
-	store := &fakeStore{writeRes: router.WriteResult{Version: 30, Existed: false, Leader: "n1"}}
+	store := &fakeStore{writeRes: router.WriteResult{Version: 30, Existed: false, Succeeded: true, Leader: "n1"}}
 	s := NewKVServer(store, Limits{})
 	ctx, _ := handlerCtx()
 	d, err := s.Delete(ctx, &ringkvv1.DeleteRequest{Key: []byte("gone")})

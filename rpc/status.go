@@ -46,7 +46,9 @@ func toStatus(err error) error {
 		return status.Error(codes.Unavailable, err.Error())
 	case errors.Is(err, router.ErrNotFound):
 		return status.Error(codes.NotFound, err.Error())
-	case errors.Is(err, shard.ErrBadCommand):
+	case errors.Is(err, shard.ErrBadCommand),
+		errors.Is(err, router.ErrCrossShard),
+		errors.Is(err, router.ErrInvalid):
 		return status.Error(codes.InvalidArgument, err.Error())
 	case errors.Is(err, shard.ErrStaleRequest):
 		return status.Error(codes.FailedPrecondition, err.Error())

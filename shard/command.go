@@ -28,9 +28,12 @@ const (
 	OpPut Op = 1
 	// OpDelete removes Key, if present.
 	OpDelete Op = 2
-	// OpNoop changes nothing but the applied index and the session clock; a
-	// new Raft leader proposes one to commit an entry of its own term.
+	// OpNoop changes nothing but the applied index and the shard clock (so
+	// it also expires keys whose TTL ran out); a new Raft leader proposes
+	// one to commit an entry of its own term.
 	OpNoop Op = 3
+	// OpTxn evaluates Compares and applies Then if all hold, else Else.
+	OpTxn Op = 4
 )
 
 // String returns the operation's name, for logs and test failures.
@@ -42,6 +45,8 @@ func (o Op) String() string {
 		return "Delete"
 	case OpNoop:
 		return "Noop"
+	case OpTxn:
+		return "Txn"
 	}
 	return fmt.Sprintf("Op(%d)", uint8(o))
 }
@@ -66,9 +71,10 @@ type RequestID struct {
 // Its wire format, version 1, uses encoding/binary varints: "uvarint" for
 // unsigned integers, "varint" (zig-zag) for signed ones.
 //
-//	byte 0       version<<4 | op       (0x11 Put, 0x12 Delete, 0x13 Noop)
+//	byte 0       version<<4 | op       (0x11 Put, 0x12 Delete, 0x13 Noop,
+//	                                    0x14 Txn)
 //	varint       ProposedAt            (unix nanoseconds)
-//	                                   Put and Delete continue with:
+//	                                   Put, Delete and Txn continue with:
 //	uvarint n    len(ClientID), n <= MaxClientIDSize
 //	n bytes      ClientID
 //	uvarint      Seq
@@ -78,21 +84,41 @@ type RequestID struct {
 //	                                   Put continues with:
 //	uvarint n    len(Value)
 //	n bytes      Value
+//	                                   Txn has no Key; it continues with:
+//	uvarint n    len(Compares), then n times:
+//	  byte         Target
+//	  byte         CompareOp
+//	  uvarint, n bytes   len(Key), Key
+//	  uvarint, n bytes   len(Value), Value   (TargetValue)
+//	  or uvarint         Version             (the other targets)
+//	uvarint n    len(Then), then n operations, each:
+//	  byte         TxnOpKind
+//	  uvarint, n bytes   len(Key), Key
+//	  uvarint, n bytes   len(Value), Value   (TxnPut only)
+//	  uvarint            TTL in nanoseconds  (TxnPut only)
+//	uvarint n    len(Else), then n operations as above
+//
+// A transaction holds at most MaxTxnOps compares and operations in all.
 //
 // Nothing may follow the last field. A later format takes a new version
 // nibble; a decoder rejects versions it does not know rather than guess.
 type Command struct {
 	Op Op
-	// Key is the key Put and Delete act on; unused by Noop.
+	// Key is the key Put and Delete act on; unused by Noop and Txn.
 	Key []byte
 	// Value is what Put stores; unused by Delete and Noop.
 	Value []byte
-	// Request identifies a Put or Delete for deduplication; unused by Noop.
+	// Request identifies a Put, Delete or Txn for deduplication; unused by
+	// Noop.
 	Request RequestID
 	// ProposedAt is the proposing leader's clock, unix nanoseconds. The
-	// state machine uses it only to expire idle client sessions; it never
-	// reads a clock of its own.
+	// state machine uses it only to expire idle client sessions and keys
+	// with a TTL; it never reads a clock of its own.
 	ProposedAt int64
+	// Compares, Then and Else make up a Txn: see OpTxn.
+	Compares []Compare
+	Then     []TxnOp
+	Else     []TxnOp
 }
 
 // Validate reports whether the command would decode after encoding: a known
@@ -103,6 +129,11 @@ func (c Command) Validate() error {
 	switch c.Op {
 	case OpNoop:
 		return nil
+	case OpTxn:
+		if len(c.Request.ClientID) > MaxClientIDSize {
+			return fmt.Errorf("%w: client ID of %d bytes, limit %d", ErrBadCommand, len(c.Request.ClientID), MaxClientIDSize)
+		}
+		return c.validateTxn()
 	case OpPut, OpDelete:
 	default:
 		return fmt.Errorf("%w: unknown op %d", ErrBadCommand, uint8(c.Op))
@@ -130,12 +161,15 @@ func (c Command) Encode() []byte {
 func (c Command) AppendEncode(dst []byte) []byte {
 	dst = append(dst, commandVersion<<4|byte(c.Op)&0x0f)
 	dst = binary.AppendVarint(dst, c.ProposedAt)
-	if c.Op != OpPut && c.Op != OpDelete {
+	if c.Op != OpPut && c.Op != OpDelete && c.Op != OpTxn {
 		return dst
 	}
 	dst = appendBytes(dst, c.Request.ClientID)
 	dst = binary.AppendUvarint(dst, c.Request.Seq)
 	dst = binary.AppendUvarint(dst, c.Request.AckedBelow)
+	if c.Op == OpTxn {
+		return c.appendTxn(dst)
+	}
 	dst = appendBytes(dst, c.Key)
 	if c.Op == OpPut {
 		dst = appendBytes(dst, c.Value)
@@ -144,7 +178,11 @@ func (c Command) AppendEncode(dst []byte) []byte {
 }
 
 func (c Command) encodedSizeHint() int {
-	return 1 + 4*binary.MaxVarintLen64 + len(c.Request.ClientID) + len(c.Key) + len(c.Value)
+	n := 1 + 4*binary.MaxVarintLen64 + len(c.Request.ClientID) + len(c.Key) + len(c.Value)
+	if c.Op == OpTxn {
+		n += c.txnSizeHint()
+	}
+	return n
 }
 
 // EncodePut encodes a Put of value at key. proposedAt is the leader's clock
@@ -184,6 +222,11 @@ func DecodeCommand(b []byte) (Command, error) {
 	c.ProposedAt = d.varint("proposal time")
 	switch c.Op {
 	case OpNoop:
+	case OpTxn:
+		c.Request.ClientID = d.bytes("client ID", MaxClientIDSize)
+		c.Request.Seq = d.uvarint("seq")
+		c.Request.AckedBelow = d.uvarint("acked-below")
+		d.txn(&c)
 	case OpPut, OpDelete:
 		c.Request.ClientID = d.bytes("client ID", MaxClientIDSize)
 		c.Request.Seq = d.uvarint("seq")
@@ -201,8 +244,13 @@ func DecodeCommand(b []byte) (Command, error) {
 	if d.off != len(b) {
 		return Command{}, fmt.Errorf("%w: %v: %d trailing bytes", ErrBadCommand, c.Op, len(b)-d.off)
 	}
-	if c.Op != OpNoop && len(c.Key) == 0 {
+	if (c.Op == OpPut || c.Op == OpDelete) && len(c.Key) == 0 {
 		return Command{}, fmt.Errorf("%w: %v with an empty key", ErrBadCommand, c.Op)
+	}
+	if c.Op == OpTxn {
+		if err := c.validateTxn(); err != nil {
+			return Command{}, err
+		}
 	}
 	return c, nil
 }

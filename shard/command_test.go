@@ -66,7 +66,7 @@ func TestDecodeCommandRejects(t *testing.T) {
 		{"version 0", []byte{0x01, 0}, "version 0"},
 		{"version 2", []byte{0x21, 0}, "version 2"},
 		{"op 0", []byte{0x10, 0}, "unknown op 0"},
-		{"op 4", []byte{0x14, 0}, "unknown op 4"},
+		{"op 5", []byte{0x15, 0}, "unknown op 5"},
 		{"trailing byte", append(bytes.Clone(put), 0), "trailing"},
 		{"trailing after noop", append(EncodeNoop(1), 0), "trailing"},
 		{"empty key", EncodePut(nil, []byte("v"), RequestID{}, 0), "empty key"},
@@ -133,6 +133,7 @@ func FuzzDecodeCommand(f *testing.F) {
 	f.Add(EncodePut([]byte("k"), []byte("v"), RequestID{ClientID: []byte("c"), Seq: 1, AckedBelow: 1}, 1))
 	f.Add(EncodeDelete([]byte("key"), RequestID{}, -5))
 	f.Add(EncodeNoop(1 << 62))
+	f.Add(sampleTxn())
 	f.Add([]byte{})
 	f.Add([]byte{0x11, 0x80})
 	f.Fuzz(func(t *testing.T, b []byte) {

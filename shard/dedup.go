@@ -28,10 +28,26 @@ type storedResult struct {
 	version uint64
 	existed bool
 	deleted bool
+	// txn and succeeded keep a Txn's outcome; its operations' results are
+	// not kept (a duplicate Txn reports no Ops).
+	txn       bool
+	succeeded bool
 }
 
 func (r storedResult) result() Result {
-	return Result{Index: r.index, Version: r.version, Existed: r.existed, Deleted: r.deleted, Duplicate: true}
+	return Result{Index: r.index, Version: r.version, Existed: r.existed, Deleted: r.deleted, Duplicate: true,
+		Txn: r.txn, Succeeded: r.succeeded}
+}
+
+// flags encodes the booleans for a snapshot.
+func (r storedResult) flags() byte {
+	var f byte
+	for i, b := range []bool{r.existed, r.deleted, r.txn, r.succeeded} {
+		if b {
+			f |= 1 << i
+		}
+	}
+	return f
 }
 
 // session is one client's deduplication state. Once a snapshot shares it
@@ -164,6 +180,7 @@ func (t *sessionTable) store(s *session, seq uint64, r Result) {
 	i, _ := s.find(seq)
 	s.results = slices.Insert(s.results, i, storedResult{
 		seq: seq, index: r.Index, version: r.Version, existed: r.Existed, deleted: r.Deleted,
+		txn: r.Txn, succeeded: r.Succeeded,
 	})
 	t.results++
 	if over := len(s.results) - t.maxResults; over > 0 {

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"testing"
 	"time"
 )
@@ -358,5 +359,5 @@ func errorKind(err error) string {
 func sameResult(a, b Result) bool {
 	ea, eb := fmt.Sprint(a.Err), fmt.Sprint(b.Err)
 	a.Err, b.Err = nil, nil
-	return a == b && ea == eb
+	return reflect.DeepEqual(a, b) && ea == eb
 }

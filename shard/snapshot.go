@@ -14,8 +14,10 @@ import (
 
 // Constants of the snapshot stream format; see Snapshot.WriteTo.
 const (
-	snapshotMagic   = "RKVSHARD"
-	snapshotVersion = 1
+	snapshotMagic = "RKVSHARD"
+	// snapshotVersion is the format WriteTo writes; Restore also reads
+	// version 1, which had no key expiry.
+	snapshotVersion = 2
 
 	frameHeader   byte = 1
 	frameData     byte = 2
@@ -26,8 +28,11 @@ const (
 	framePrefix   = 5 // kind + length
 	frameChecksum = 4
 
-	flagExisted byte = 1
-	flagDeleted byte = 2
+	flagExisted   byte = 1
+	flagDeleted   byte = 2
+	flagTxn       byte = 4
+	flagSucceeded byte = 8
+	flagsKnown         = flagExisted | flagDeleted | flagTxn | flagSucceeded
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -76,7 +81,7 @@ func (s *Snapshot) Release() {
 // WriteTo writes the snapshot to w and returns the bytes written; it
 // implements io.WriterTo. Errors come from w, wrapped.
 //
-// The stream format, version 1:
+// The stream format, version 2 (version 1, still read, lacked the expiry):
 //
 //	8 bytes     magic "RKVSHARD"
 //	frames      a header frame, data frames, session frames, an end frame
@@ -90,17 +95,17 @@ func (s *Snapshot) Release() {
 //
 // and the payloads, in the varints of the command format, are
 //
-//	header      uvarint format version (1), uvarint applied index,
+//	header      uvarint format version (2), uvarint applied index,
 //	            varint session clock, uvarint session touch counter,
 //	            uvarint key count, uvarint session count
 //	data        records in ascending key order, each: uvarint key length,
-//	            key, uvarint version, uvarint create version, uvarint value
-//	            length, value
+//	            key, uvarint version, uvarint create version, varint
+//	            expiry (unix ns, 0 for none), uvarint value length, value
 //	sessions    records in ascending client ID order, each: uvarint ID
 //	            length, ID, uvarint acked-below, varint last seen, uvarint
 //	            touch, uvarint result count, then per result in ascending
 //	            seq order: uvarint seq, uvarint index, uvarint version,
-//	            1 byte flags (1 existed, 2 deleted)
+//	            1 byte flags (1 existed, 2 deleted, 4 txn, 8 succeeded)
 //	end         empty
 //
 // A frame holds whole records, about 64 KiB of them (more for one large
@@ -127,6 +132,7 @@ func (s *Snapshot) WriteTo(w io.Writer) (int64, error) {
 		fw.buf = appendBytes(fw.buf, e.key)
 		fw.buf = binary.AppendUvarint(fw.buf, e.val.Version)
 		fw.buf = binary.AppendUvarint(fw.buf, e.val.CreateVersion)
+		fw.buf = binary.AppendVarint(fw.buf, e.val.ExpiresAt)
 		fw.buf = appendBytes(fw.buf, e.val.Data)
 		fw.maybeSplit()
 		return fw.err == nil
@@ -144,14 +150,7 @@ func (s *Snapshot) WriteTo(w io.Writer) (int64, error) {
 			fw.buf = binary.AppendUvarint(fw.buf, r.seq)
 			fw.buf = binary.AppendUvarint(fw.buf, r.index)
 			fw.buf = binary.AppendUvarint(fw.buf, r.version)
-			var flags byte
-			if r.existed {
-				flags |= flagExisted
-			}
-			if r.deleted {
-				flags |= flagDeleted
-			}
-			fw.buf = append(fw.buf, flags)
+			fw.buf = append(fw.buf, r.flags())
 		}
 		fw.maybeSplit()
 		return fw.err == nil
@@ -225,6 +224,7 @@ func (sm *StateMachine) Restore(r io.Reader) error {
 	}
 	sm.mu.Lock()
 	sm.mu.data = img.data
+	sm.mu.expiry = img.expiry
 	sm.mu.dataBytes = img.dataBytes
 	sm.mu.sessions = img.sessions
 	sm.applied.Store(img.index)
@@ -235,8 +235,10 @@ func (sm *StateMachine) Restore(r io.Reader) error {
 
 // image is a decoded, checked snapshot, ready to install.
 type image struct {
+	version   uint64
 	index     uint64
 	data      *btree.BTreeG[entry]
+	expiry    *btree.BTreeG[expiryKey]
 	dataBytes int64
 	sessions  *sessionTable
 }
@@ -315,12 +317,14 @@ func readSnapshot(r io.Reader, cfg Config) (*image, error) {
 	}
 	d := decoder{buf: p}
 	version := d.uvarint("format version")
-	if d.err == nil && version != snapshotVersion {
-		return nil, fmt.Errorf("%w: %d, this build reads %d", ErrSnapshotVersion, version, snapshotVersion)
+	if d.err == nil && (version < 1 || version > snapshotVersion) {
+		return nil, fmt.Errorf("%w: %d, this build reads 1..%d", ErrSnapshotVersion, version, snapshotVersion)
 	}
 	img := &image{
+		version:  version,
 		index:    d.uvarint("applied index"),
 		data:     btree.NewG(dataDegree, lessEntry),
+		expiry:   btree.NewG(dataDegree, lessExpiry),
 		sessions: newSessionTable(cfg),
 	}
 	st := img.sessions
@@ -405,6 +409,10 @@ func (img *image) readEntry(d *decoder, prev []byte) ([]byte, error) {
 	key := d.bytes("key", MaxKeySize)
 	version := d.uvarint("version")
 	create := d.uvarint("create version")
+	var expires int64
+	if img.version >= 2 {
+		expires = d.varint("expiry")
+	}
 	data := d.bytes("value", len(d.buf))
 	if d.err != nil {
 		return prev, corrupt("data record: %v", d.err)
@@ -416,12 +424,17 @@ func (img *image) readEntry(d *decoder, prev []byte) ([]byte, error) {
 		return prev, corrupt("key %q after %q: out of order", key, prev)
 	case create == 0 || create > version || version > img.index:
 		return prev, corrupt("key %q: create version %d, version %d, applied index %d", key, create, version, img.index)
+	case expires < 0 || (expires != 0 && expires <= img.sessions.clock):
+		return prev, corrupt("key %q: expiry %d, clock %d", key, expires, img.sessions.clock)
 	}
 	buf := make([]byte, len(key)+len(data))
 	n := copy(buf, key)
 	copy(buf[n:], data)
-	e := entry{key: buf[:n:n], val: Value{Data: buf[n:], Version: version, CreateVersion: create}}
+	e := entry{key: buf[:n:n], val: Value{Data: buf[n:], Version: version, CreateVersion: create, ExpiresAt: expires}}
 	img.data.ReplaceOrInsert(e)
+	if expires != 0 {
+		img.expiry.ReplaceOrInsert(expiryKey{at: expires, key: e.key})
+	}
 	img.dataBytes += int64(len(buf)) + entryOverhead
 	return e.key, nil
 }
@@ -460,11 +473,12 @@ func (img *image) readSession(d *decoder, prev []byte) ([]byte, error) {
 		r.version = d.uvarint("result version")
 		flags := d.byte("result flags")
 		r.existed, r.deleted = flags&flagExisted != 0, flags&flagDeleted != 0
+		r.txn, r.succeeded = flags&flagTxn != 0, flags&flagSucceeded != 0
 		if d.err != nil {
 			return prev, corrupt("session %x result %d: %v", s.id, i, d.err)
 		}
 		switch {
-		case flags&^(flagExisted|flagDeleted) != 0:
+		case flags&^flagsKnown != 0:
 			return prev, corrupt("session %x result %d: unknown flags %#x", s.id, i, flags)
 		case r.seq < s.ackedBelow || (i > 0 && r.seq <= s.results[i-1].seq):
 			return prev, corrupt("session %x result %d: seq %d out of order (acked below %d)", s.id, i, r.seq, s.ackedBelow)

@@ -99,7 +99,17 @@ type Value struct {
 	// CreateVersion is the log index of the write that created the key: the
 	// first Put after it was absent.
 	CreateVersion uint64
+	// ExpiresAt is when the key's TTL runs out, unix nanoseconds on the
+	// shard clock (see StateMachine); 0 if it has none. The state machine
+	// deletes the key when a command at or past ExpiresAt is applied; a
+	// reader that sees a value past its ExpiresAt by its own clock must
+	// treat it as gone (and make the log catch up, see Clock).
+	ExpiresAt int64
 }
+
+// Expired reports whether v has a TTL that ran out at or before now (unix
+// nanoseconds).
+func (v Value) Expired(now int64) bool { return v.ExpiresAt != 0 && v.ExpiresAt <= now }
 
 // Result is the outcome of applying one log entry.
 type Result struct {
@@ -115,8 +125,15 @@ type Result struct {
 	// Deleted reports whether a Delete removed the key.
 	Deleted bool
 	// Duplicate reports a retried request: nothing was applied now, and the
-	// other fields are those of the first application.
+	// other fields are those of the first application, except that a
+	// duplicate Txn carries no Ops.
 	Duplicate bool
+	// Txn marks the result of a Txn. Succeeded reports whether its compares
+	// held (Then ran) or not (Else ran); Ops holds one result per operation
+	// of the branch that ran.
+	Txn       bool
+	Succeeded bool
+	Ops       []OpResult
 	// Err is set when the entry was not applied: ErrBadCommand,
 	// ErrStaleRequest or ErrIndexApplied, wrapped with context.
 	Err error
@@ -192,7 +209,22 @@ type StateMachine struct {
 		data      *btree.BTreeG[entry]
 		dataBytes int64 // approximate memory of data, for SizeBytes
 		sessions  *sessionTable
+		// expiry orders the keys that have a TTL by deadline.
+		expiry *btree.BTreeG[expiryKey]
 	}
+}
+
+// expiryKey is a key with a TTL in the expiry index.
+type expiryKey struct {
+	at  int64
+	key []byte
+}
+
+func lessExpiry(a, b expiryKey) bool {
+	if a.at != b.at {
+		return a.at < b.at
+	}
+	return bytes.Compare(a.key, b.key) < 0
 }
 
 // NewStateMachine returns an empty state machine at applied index 0. Fields
@@ -202,6 +234,7 @@ func NewStateMachine(cfg Config) *StateMachine {
 	sm.waits.init()
 	sm.mu.data = btree.NewG(dataDegree, lessEntry)
 	sm.mu.sessions = newSessionTable(sm.cfg)
+	sm.mu.expiry = btree.NewG(dataDegree, lessExpiry)
 	return sm
 }
 
@@ -237,6 +270,7 @@ func (sm *StateMachine) Apply(index uint64, cmd []byte) Result {
 func (sm *StateMachine) applyLocked(index uint64, c Command) Result {
 	st := sm.mu.sessions
 	st.advance(c.ProposedAt)
+	sm.expireLocked(index)
 	if c.Op == OpNoop {
 		return Result{Index: index}
 	}
@@ -262,38 +296,96 @@ func (sm *StateMachine) applyLocked(index uint64, c Command) Result {
 	return res
 }
 
-// writeLocked applies a Put or Delete to the data tree.
+// writeLocked applies a Put, Delete or Txn.
 func (sm *StateMachine) writeLocked(index uint64, c Command) Result {
-	data := sm.mu.data
 	switch c.Op {
 	case OpPut:
-		e := entry{val: Value{Version: index, CreateVersion: index}}
-		old, existed := data.Get(entry{key: c.Key})
-		if existed {
-			e.key = old.key
-			e.val.CreateVersion = old.val.CreateVersion
-			e.val.Data = bytes.Clone(c.Value)
-			sm.mu.dataBytes += int64(len(e.val.Data) - len(old.val.Data))
-		} else {
-			// One allocation for both key and value.
-			buf := make([]byte, len(c.Key)+len(c.Value))
-			n := copy(buf, c.Key)
-			copy(buf[n:], c.Value)
-			e.key, e.val.Data = buf[:n:n], buf[n:]
-			sm.mu.dataBytes += int64(len(buf)) + entryOverhead
-		}
-		data.ReplaceOrInsert(e)
+		_, existed := sm.putLocked(index, c.Key, c.Value, 0)
 		return Result{Index: index, Version: index, Existed: existed}
 	case OpDelete:
-		old, existed := data.Delete(entry{key: c.Key})
+		old, existed := sm.deleteLocked(index, c.Key)
 		if !existed {
 			return Result{Index: index}
 		}
-		sm.mu.dataBytes -= int64(len(old.key)+len(old.val.Data)) + entryOverhead
-		return Result{Index: index, Version: old.val.Version, Existed: true, Deleted: true}
+		return Result{Index: index, Version: old.Version, Existed: true, Deleted: true}
+	case OpTxn:
+		return sm.txnLocked(index, c)
 	}
 	// DecodeCommand admits no other op.
 	return Result{Index: index, Err: fmt.Errorf("apply index %d: %w: unknown op %v", index, ErrBadCommand, c.Op)}
+}
+
+// putLocked sets key to value at index, with a deadline expires (0: none),
+// and returns the new value and whether the key existed.
+func (sm *StateMachine) putLocked(index uint64, key, value []byte, expires int64) (Value, bool) {
+	data := sm.mu.data
+	e := entry{val: Value{Version: index, CreateVersion: index, ExpiresAt: expires}}
+	old, existed := data.Get(entry{key: key})
+	if existed {
+		e.key = old.key
+		e.val.CreateVersion = old.val.CreateVersion
+		e.val.Data = bytes.Clone(value)
+		sm.mu.dataBytes += int64(len(e.val.Data) - len(old.val.Data))
+		if old.val.ExpiresAt != 0 {
+			sm.mu.expiry.Delete(expiryKey{at: old.val.ExpiresAt, key: old.key})
+		}
+	} else {
+		// One allocation for both key and value.
+		buf := make([]byte, len(key)+len(value))
+		n := copy(buf, key)
+		copy(buf[n:], value)
+		e.key, e.val.Data = buf[:n:n], buf[n:]
+		sm.mu.dataBytes += int64(len(buf)) + entryOverhead
+	}
+	if expires != 0 {
+		sm.mu.expiry.ReplaceOrInsert(expiryKey{at: expires, key: e.key})
+	}
+	data.ReplaceOrInsert(e)
+	return e.val, existed
+}
+
+// deleteLocked removes key at index and returns the removed value.
+func (sm *StateMachine) deleteLocked(_ uint64, key []byte) (Value, bool) {
+	old, existed := sm.mu.data.Delete(entry{key: key})
+	if !existed {
+		return Value{}, false
+	}
+	sm.mu.dataBytes -= int64(len(old.key)+len(old.val.Data)) + entryOverhead
+	if old.val.ExpiresAt != 0 {
+		sm.mu.expiry.Delete(expiryKey{at: old.val.ExpiresAt, key: old.key})
+	}
+	return old.val, true
+}
+
+// expireLocked deletes every key whose deadline the shard clock has
+// reached, as part of applying the entry at index.
+func (sm *StateMachine) expireLocked(index uint64) {
+	clock := sm.mu.sessions.clock
+	for {
+		k, ok := sm.mu.expiry.Min()
+		if !ok || k.at > clock {
+			return
+		}
+		sm.deleteLocked(index, k.key)
+	}
+}
+
+// Clock returns the shard clock: the largest Command.ProposedAt applied, in
+// unix nanoseconds. Keys whose ExpiresAt is at or below it are gone.
+func (sm *StateMachine) Clock() int64 {
+	sm.mu.RLock()
+	defer sm.mu.RUnlock()
+	return sm.mu.sessions.clock
+}
+
+// NextExpiry returns the earliest deadline of a key with a TTL, and false if
+// no key has one. A leader proposes a Noop once its clock passes it, so that
+// expired keys leave every replica through the log.
+func (sm *StateMachine) NextExpiry() (int64, bool) {
+	sm.mu.RLock()
+	defer sm.mu.RUnlock()
+	k, ok := sm.mu.expiry.Min()
+	return k.at, ok
 }
 
 // Get returns the value of key and whether it exists, as of AppliedIndex at
@@ -329,4 +421,44 @@ func (sm *StateMachine) SizeBytes() int64 {
 	return sm.mu.dataBytes +
 		int64(st.byID.Len())*(sessionOverhead+MaxClientIDSize) +
 		int64(st.results)*resultOverhead
+}
+
+// KeyValue is one key and its value, as Scan returns them.
+type KeyValue struct {
+	Key []byte
+	Value
+}
+
+// Scan returns, in key order, up to limit keys that start with prefix and
+// sort after after (nil: from the first), and whether more such keys
+// follow. keysOnly leaves the values' Data out. The keys and values are
+// shared with the state machine: callers must not modify them. Keys whose
+// TTL ran out by the shard clock are already gone; the caller judges
+// ExpiresAt against its own clock.
+func (sm *StateMachine) Scan(prefix, after []byte, limit int, keysOnly bool) ([]KeyValue, bool) {
+	start := prefix
+	if after != nil && bytes.Compare(after, prefix) >= 0 {
+		// The first key after "after": after itself plus a zero byte.
+		start = append(bytes.Clone(after), 0)
+	}
+	var out []KeyValue
+	more := false
+	sm.mu.RLock()
+	defer sm.mu.RUnlock()
+	sm.mu.data.AscendGreaterOrEqual(entry{key: start}, func(e entry) bool {
+		if !bytes.HasPrefix(e.key, prefix) {
+			return false
+		}
+		if len(out) >= limit {
+			more = true
+			return false
+		}
+		kv := KeyValue{Key: e.key, Value: e.val}
+		if keysOnly {
+			kv.Data = nil
+		}
+		out = append(out, kv)
+		return true
+	})
+	return out, more
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"reflect"
 	"sync"
 	"testing"
 )
@@ -35,7 +36,7 @@ func checkResult(t *testing.T, what string, got, want Result, wantErr error) {
 		t.Errorf("%s error = %v; want %v", what, got.Err, wantErr)
 	}
 	got.Err = nil
-	if got != want {
+	if !reflect.DeepEqual(got, want) {
 		t.Errorf("%s = %+v; want %+v", what, got, want)
 	}
 }

@@ -24,6 +24,113 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type Compare_Target int32
+
+const (
+	Compare_TARGET_UNSPECIFIED    Compare_Target = 0
+	Compare_TARGET_VERSION        Compare_Target = 1
+	Compare_TARGET_CREATE_VERSION Compare_Target = 2
+	Compare_TARGET_VALUE          Compare_Target = 3
+)
+
+// Enum value maps for Compare_Target.
+var (
+	Compare_Target_name = map[int32]string{
+		0: "TARGET_UNSPECIFIED",
+		1: "TARGET_VERSION",
+		2: "TARGET_CREATE_VERSION",
+		3: "TARGET_VALUE",
+	}
+	Compare_Target_value = map[string]int32{
+		"TARGET_UNSPECIFIED":    0,
+		"TARGET_VERSION":        1,
+		"TARGET_CREATE_VERSION": 2,
+		"TARGET_VALUE":          3,
+	}
+)
+
+func (x Compare_Target) Enum() *Compare_Target {
+	p := new(Compare_Target)
+	*p = x
+	return p
+}
+
+func (x Compare_Target) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Compare_Target) Descriptor() protoreflect.EnumDescriptor {
+	return file_ringkv_v1_kv_proto_enumTypes[0].Descriptor()
+}
+
+func (Compare_Target) Type() protoreflect.EnumType {
+	return &file_ringkv_v1_kv_proto_enumTypes[0]
+}
+
+func (x Compare_Target) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Compare_Target.Descriptor instead.
+func (Compare_Target) EnumDescriptor() ([]byte, []int) {
+	return file_ringkv_v1_kv_proto_rawDescGZIP(), []int{8, 0}
+}
+
+type Compare_Result int32
+
+const (
+	Compare_RESULT_UNSPECIFIED Compare_Result = 0
+	Compare_RESULT_EQUAL       Compare_Result = 1
+	Compare_RESULT_NOT_EQUAL   Compare_Result = 2
+	Compare_RESULT_LESS        Compare_Result = 3
+	Compare_RESULT_GREATER     Compare_Result = 4
+)
+
+// Enum value maps for Compare_Result.
+var (
+	Compare_Result_name = map[int32]string{
+		0: "RESULT_UNSPECIFIED",
+		1: "RESULT_EQUAL",
+		2: "RESULT_NOT_EQUAL",
+		3: "RESULT_LESS",
+		4: "RESULT_GREATER",
+	}
+	Compare_Result_value = map[string]int32{
+		"RESULT_UNSPECIFIED": 0,
+		"RESULT_EQUAL":       1,
+		"RESULT_NOT_EQUAL":   2,
+		"RESULT_LESS":        3,
+		"RESULT_GREATER":     4,
+	}
+)
+
+func (x Compare_Result) Enum() *Compare_Result {
+	p := new(Compare_Result)
+	*p = x
+	return p
+}
+
+func (x Compare_Result) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Compare_Result) Descriptor() protoreflect.EnumDescriptor {
+	return file_ringkv_v1_kv_proto_enumTypes[1].Descriptor()
+}
+
+func (Compare_Result) Type() protoreflect.EnumType {
+	return &file_ringkv_v1_kv_proto_enumTypes[1]
+}
+
+func (x Compare_Result) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Compare_Result.Descriptor instead.
+func (Compare_Result) EnumDescriptor() ([]byte, []int) {
+	return file_ringkv_v1_kv_proto_rawDescGZIP(), []int{8, 1}
+}
+
 // RequestID makes a write exactly-once. A client picks a random client_id
 // once and numbers its writes with seq; a retry of a write reuses its
 // RequestID so the shard applies it at most once. acked_below tells the
@@ -137,9 +244,13 @@ type GetResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Value []byte                 `protobuf:"bytes,1,opt,name=value,proto3" json:"value,omitempty"`
 	// version is the Raft index of the write that set the current value.
+	// Versions are per shard: they order the writes of one shard only.
 	Version uint64 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
 	// create_version is the Raft index of the write that created the key.
 	CreateVersion uint64 `protobuf:"varint,3,opt,name=create_version,json=createVersion,proto3" json:"create_version,omitempty"`
+	// ttl_ms is the key's remaining time to live in milliseconds, rounded
+	// up, when it was read; 0 when it has none.
+	TtlMs         int64 `protobuf:"varint,4,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -195,18 +306,135 @@ func (x *GetResponse) GetCreateVersion() uint64 {
 	return 0
 }
 
+func (x *GetResponse) GetTtlMs() int64 {
+	if x != nil {
+		return x.TtlMs
+	}
+	return 0
+}
+
+// Condition makes a Put or Delete conditional on the key's current state.
+type Condition struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Condition:
+	//
+	//	*Condition_Absent
+	//	*Condition_Version
+	//	*Condition_Value
+	Condition     isCondition_Condition `protobuf_oneof:"condition"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Condition) Reset() {
+	*x = Condition{}
+	mi := &file_ringkv_v1_kv_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Condition) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Condition) ProtoMessage() {}
+
+func (x *Condition) ProtoReflect() protoreflect.Message {
+	mi := &file_ringkv_v1_kv_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Condition.ProtoReflect.Descriptor instead.
+func (*Condition) Descriptor() ([]byte, []int) {
+	return file_ringkv_v1_kv_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Condition) GetCondition() isCondition_Condition {
+	if x != nil {
+		return x.Condition
+	}
+	return nil
+}
+
+func (x *Condition) GetAbsent() bool {
+	if x != nil {
+		if x, ok := x.Condition.(*Condition_Absent); ok {
+			return x.Absent
+		}
+	}
+	return false
+}
+
+func (x *Condition) GetVersion() uint64 {
+	if x != nil {
+		if x, ok := x.Condition.(*Condition_Version); ok {
+			return x.Version
+		}
+	}
+	return 0
+}
+
+func (x *Condition) GetValue() []byte {
+	if x != nil {
+		if x, ok := x.Condition.(*Condition_Value); ok {
+			return x.Value
+		}
+	}
+	return nil
+}
+
+type isCondition_Condition interface {
+	isCondition_Condition()
+}
+
+type Condition_Absent struct {
+	// absent: true requires the key to be missing; false requires it to
+	// exist.
+	Absent bool `protobuf:"varint,1,opt,name=absent,proto3,oneof"`
+}
+
+type Condition_Version struct {
+	// version requires the key's version to equal it (0: missing).
+	Version uint64 `protobuf:"varint,2,opt,name=version,proto3,oneof"`
+}
+
+type Condition_Value struct {
+	// value requires the key to exist with exactly this value.
+	Value []byte `protobuf:"bytes,3,opt,name=value,proto3,oneof"`
+}
+
+func (*Condition_Absent) isCondition_Condition() {}
+
+func (*Condition_Version) isCondition_Condition() {}
+
+func (*Condition_Value) isCondition_Condition() {}
+
 type PutRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
-	Value         []byte                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
-	RequestId     *RequestID             `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Key       []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Value     []byte                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	RequestId *RequestID             `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// condition, when set, makes the put happen only if it holds.
+	Condition *Condition `protobuf:"bytes,4,opt,name=condition,proto3" json:"condition,omitempty"`
+	// ttl_ms, when positive, deletes the key that many milliseconds after the
+	// write, on every replica, through the Raft log; reads after the
+	// deadline never return it. At most 10 years. 0: no TTL (and a put clears
+	// an earlier one).
+	TtlMs         int64 `protobuf:"varint,5,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PutRequest) Reset() {
 	*x = PutRequest{}
-	mi := &file_ringkv_v1_kv_proto_msgTypes[3]
+	mi := &file_ringkv_v1_kv_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -218,7 +446,7 @@ func (x *PutRequest) String() string {
 func (*PutRequest) ProtoMessage() {}
 
 func (x *PutRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ringkv_v1_kv_proto_msgTypes[3]
+	mi := &file_ringkv_v1_kv_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -231,7 +459,7 @@ func (x *PutRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutRequest.ProtoReflect.Descriptor instead.
 func (*PutRequest) Descriptor() ([]byte, []int) {
-	return file_ringkv_v1_kv_proto_rawDescGZIP(), []int{3}
+	return file_ringkv_v1_kv_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *PutRequest) GetKey() []byte {
@@ -255,17 +483,35 @@ func (x *PutRequest) GetRequestId() *RequestID {
 	return nil
 }
 
+func (x *PutRequest) GetCondition() *Condition {
+	if x != nil {
+		return x.Condition
+	}
+	return nil
+}
+
+func (x *PutRequest) GetTtlMs() int64 {
+	if x != nil {
+		return x.TtlMs
+	}
+	return 0
+}
+
 type PutResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// version is the key's new version.
-	Version       uint64 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	// version is the key's new version when the put happened; when its
+	// condition failed, the key's current version (0: missing).
+	Version uint64 `protobuf:"varint,1,opt,name=version,proto3" json:"version,omitempty"`
+	// succeeded is false when the condition did not hold and nothing was
+	// written; always true for a put without a condition.
+	Succeeded     bool `protobuf:"varint,2,opt,name=succeeded,proto3" json:"succeeded,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *PutResponse) Reset() {
 	*x = PutResponse{}
-	mi := &file_ringkv_v1_kv_proto_msgTypes[4]
+	mi := &file_ringkv_v1_kv_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -277,7 +523,7 @@ func (x *PutResponse) String() string {
 func (*PutResponse) ProtoMessage() {}
 
 func (x *PutResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ringkv_v1_kv_proto_msgTypes[4]
+	mi := &file_ringkv_v1_kv_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -290,7 +536,7 @@ func (x *PutResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutResponse.ProtoReflect.Descriptor instead.
 func (*PutResponse) Descriptor() ([]byte, []int) {
-	return file_ringkv_v1_kv_proto_rawDescGZIP(), []int{4}
+	return file_ringkv_v1_kv_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *PutResponse) GetVersion() uint64 {
@@ -300,17 +546,26 @@ func (x *PutResponse) GetVersion() uint64 {
 	return 0
 }
 
+func (x *PutResponse) GetSucceeded() bool {
+	if x != nil {
+		return x.Succeeded
+	}
+	return false
+}
+
 type DeleteRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
-	RequestId     *RequestID             `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Key       []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	RequestId *RequestID             `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	// condition, when set, makes the delete happen only if it holds.
+	Condition     *Condition `protobuf:"bytes,3,opt,name=condition,proto3" json:"condition,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DeleteRequest) Reset() {
 	*x = DeleteRequest{}
-	mi := &file_ringkv_v1_kv_proto_msgTypes[5]
+	mi := &file_ringkv_v1_kv_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -322,7 +577,7 @@ func (x *DeleteRequest) String() string {
 func (*DeleteRequest) ProtoMessage() {}
 
 func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ringkv_v1_kv_proto_msgTypes[5]
+	mi := &file_ringkv_v1_kv_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -335,7 +590,7 @@ func (x *DeleteRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteRequest.ProtoReflect.Descriptor instead.
 func (*DeleteRequest) Descriptor() ([]byte, []int) {
-	return file_ringkv_v1_kv_proto_rawDescGZIP(), []int{5}
+	return file_ringkv_v1_kv_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *DeleteRequest) GetKey() []byte {
@@ -352,19 +607,29 @@ func (x *DeleteRequest) GetRequestId() *RequestID {
 	return nil
 }
 
+func (x *DeleteRequest) GetCondition() *Condition {
+	if x != nil {
+		return x.Condition
+	}
+	return nil
+}
+
 type DeleteResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// deleted is false when the key did not exist.
+	// deleted is false when the key did not exist or the condition failed.
 	Deleted bool `protobuf:"varint,1,opt,name=deleted,proto3" json:"deleted,omitempty"`
-	// version is the Raft index of the delete.
-	Version       uint64 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	// version is the version of the value the delete removed; when the
+	// condition failed, the key's current version (0: missing).
+	Version uint64 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	// succeeded is false when the condition did not hold.
+	Succeeded     bool `protobuf:"varint,3,opt,name=succeeded,proto3" json:"succeeded,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *DeleteResponse) Reset() {
 	*x = DeleteResponse{}
-	mi := &file_ringkv_v1_kv_proto_msgTypes[6]
+	mi := &file_ringkv_v1_kv_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -376,7 +641,7 @@ func (x *DeleteResponse) String() string {
 func (*DeleteResponse) ProtoMessage() {}
 
 func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ringkv_v1_kv_proto_msgTypes[6]
+	mi := &file_ringkv_v1_kv_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -389,7 +654,7 @@ func (x *DeleteResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteResponse.ProtoReflect.Descriptor instead.
 func (*DeleteResponse) Descriptor() ([]byte, []int) {
-	return file_ringkv_v1_kv_proto_rawDescGZIP(), []int{6}
+	return file_ringkv_v1_kv_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *DeleteResponse) GetDeleted() bool {
@@ -406,6 +671,999 @@ func (x *DeleteResponse) GetVersion() uint64 {
 	return 0
 }
 
+func (x *DeleteResponse) GetSucceeded() bool {
+	if x != nil {
+		return x.Succeeded
+	}
+	return false
+}
+
+// Compare is one condition of a Txn: the key's target, on the left,
+// related to the operand on the right. A missing key has version and
+// create_version 0, and no value: a value compare on it never holds.
+type Compare struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Key    []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Target Compare_Target         `protobuf:"varint,2,opt,name=target,proto3,enum=ringkv.v1.Compare_Target" json:"target,omitempty"`
+	Result Compare_Result         `protobuf:"varint,3,opt,name=result,proto3,enum=ringkv.v1.Compare_Result" json:"result,omitempty"`
+	// version is the operand of the version targets.
+	Version uint64 `protobuf:"varint,4,opt,name=version,proto3" json:"version,omitempty"`
+	// value is the operand of TARGET_VALUE (bytes compare lexicographically).
+	Value         []byte `protobuf:"bytes,5,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Compare) Reset() {
+	*x = Compare{}
+	mi := &file_ringkv_v1_kv_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Compare) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Compare) ProtoMessage() {}
+
+func (x *Compare) ProtoReflect() protoreflect.Message {
+	mi := &file_ringkv_v1_kv_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Compare.ProtoReflect.Descriptor instead.
+func (*Compare) Descriptor() ([]byte, []int) {
+	return file_ringkv_v1_kv_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *Compare) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *Compare) GetTarget() Compare_Target {
+	if x != nil {
+		return x.Target
+	}
+	return Compare_TARGET_UNSPECIFIED
+}
+
+func (x *Compare) GetResult() Compare_Result {
+	if x != nil {
+		return x.Result
+	}
+	return Compare_RESULT_UNSPECIFIED
+}
+
+func (x *Compare) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *Compare) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+type PutOp struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Key   []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Value []byte                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	// ttl_ms as in PutRequest.
+	TtlMs         int64 `protobuf:"varint,3,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutOp) Reset() {
+	*x = PutOp{}
+	mi := &file_ringkv_v1_kv_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutOp) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutOp) ProtoMessage() {}
+
+func (x *PutOp) ProtoReflect() protoreflect.Message {
+	mi := &file_ringkv_v1_kv_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutOp.ProtoReflect.Descriptor instead.
+func (*PutOp) Descriptor() ([]byte, []int) {
+	return file_ringkv_v1_kv_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *PutOp) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *PutOp) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *PutOp) GetTtlMs() int64 {
+	if x != nil {
+		return x.TtlMs
+	}
+	return 0
+}
+
+type DeleteOp struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteOp) Reset() {
+	*x = DeleteOp{}
+	mi := &file_ringkv_v1_kv_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteOp) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteOp) ProtoMessage() {}
+
+func (x *DeleteOp) ProtoReflect() protoreflect.Message {
+	mi := &file_ringkv_v1_kv_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteOp.ProtoReflect.Descriptor instead.
+func (*DeleteOp) Descriptor() ([]byte, []int) {
+	return file_ringkv_v1_kv_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *DeleteOp) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+type GetOp struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetOp) Reset() {
+	*x = GetOp{}
+	mi := &file_ringkv_v1_kv_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetOp) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetOp) ProtoMessage() {}
+
+func (x *GetOp) ProtoReflect() protoreflect.Message {
+	mi := &file_ringkv_v1_kv_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetOp.ProtoReflect.Descriptor instead.
+func (*GetOp) Descriptor() ([]byte, []int) {
+	return file_ringkv_v1_kv_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *GetOp) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+// RequestOp is one operation of a Txn branch. Operations run in order, so a
+// get sees the branch's earlier writes.
+type RequestOp struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Op:
+	//
+	//	*RequestOp_Put
+	//	*RequestOp_Delete
+	//	*RequestOp_Get
+	Op            isRequestOp_Op `protobuf_oneof:"op"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RequestOp) Reset() {
+	*x = RequestOp{}
+	mi := &file_ringkv_v1_kv_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RequestOp) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RequestOp) ProtoMessage() {}
+
+func (x *RequestOp) ProtoReflect() protoreflect.Message {
+	mi := &file_ringkv_v1_kv_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RequestOp.ProtoReflect.Descriptor instead.
+func (*RequestOp) Descriptor() ([]byte, []int) {
+	return file_ringkv_v1_kv_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *RequestOp) GetOp() isRequestOp_Op {
+	if x != nil {
+		return x.Op
+	}
+	return nil
+}
+
+func (x *RequestOp) GetPut() *PutOp {
+	if x != nil {
+		if x, ok := x.Op.(*RequestOp_Put); ok {
+			return x.Put
+		}
+	}
+	return nil
+}
+
+func (x *RequestOp) GetDelete() *DeleteOp {
+	if x != nil {
+		if x, ok := x.Op.(*RequestOp_Delete); ok {
+			return x.Delete
+		}
+	}
+	return nil
+}
+
+func (x *RequestOp) GetGet() *GetOp {
+	if x != nil {
+		if x, ok := x.Op.(*RequestOp_Get); ok {
+			return x.Get
+		}
+	}
+	return nil
+}
+
+type isRequestOp_Op interface {
+	isRequestOp_Op()
+}
+
+type RequestOp_Put struct {
+	Put *PutOp `protobuf:"bytes,1,opt,name=put,proto3,oneof"`
+}
+
+type RequestOp_Delete struct {
+	Delete *DeleteOp `protobuf:"bytes,2,opt,name=delete,proto3,oneof"`
+}
+
+type RequestOp_Get struct {
+	Get *GetOp `protobuf:"bytes,3,opt,name=get,proto3,oneof"`
+}
+
+func (*RequestOp_Put) isRequestOp_Op() {}
+
+func (*RequestOp_Delete) isRequestOp_Op() {}
+
+func (*RequestOp_Get) isRequestOp_Op() {}
+
+// KeyValue is a key's state as read.
+type KeyValue struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Key   []byte                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	// found is false for a key that does not exist (MultiGet, Txn gets).
+	Found         bool   `protobuf:"varint,2,opt,name=found,proto3" json:"found,omitempty"`
+	Value         []byte `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
+	Version       uint64 `protobuf:"varint,4,opt,name=version,proto3" json:"version,omitempty"`
+	CreateVersion uint64 `protobuf:"varint,5,opt,name=create_version,json=createVersion,proto3" json:"create_version,omitempty"`
+	// ttl_ms as in GetResponse.
+	TtlMs         int64 `protobuf:"varint,6,opt,name=ttl_ms,json=ttlMs,proto3" json:"ttl_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *KeyValue) Reset() {
+	*x = KeyValue{}
+	mi := &file_ringkv_v1_kv_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *KeyValue) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*KeyValue) ProtoMessage() {}
+
+func (x *KeyValue) ProtoReflect() protoreflect.Message {
+	mi := &file_ringkv_v1_kv_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use KeyValue.ProtoReflect.Descriptor instead.
+func (*KeyValue) Descriptor() ([]byte, []int) {
+	return file_ringkv_v1_kv_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *KeyValue) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *KeyValue) GetFound() bool {
+	if x != nil {
+		return x.Found
+	}
+	return false
+}
+
+func (x *KeyValue) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *KeyValue) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *KeyValue) GetCreateVersion() uint64 {
+	if x != nil {
+		return x.CreateVersion
+	}
+	return 0
+}
+
+func (x *KeyValue) GetTtlMs() int64 {
+	if x != nil {
+		return x.TtlMs
+	}
+	return 0
+}
+
+// ResponseOp is the result of one RequestOp, in order.
+type ResponseOp struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Result:
+	//
+	//	*ResponseOp_Put
+	//	*ResponseOp_Delete
+	//	*ResponseOp_Get
+	Result        isResponseOp_Result `protobuf_oneof:"result"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResponseOp) Reset() {
+	*x = ResponseOp{}
+	mi := &file_ringkv_v1_kv_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResponseOp) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResponseOp) ProtoMessage() {}
+
+func (x *ResponseOp) ProtoReflect() protoreflect.Message {
+	mi := &file_ringkv_v1_kv_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResponseOp.ProtoReflect.Descriptor instead.
+func (*ResponseOp) Descriptor() ([]byte, []int) {
+	return file_ringkv_v1_kv_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *ResponseOp) GetResult() isResponseOp_Result {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+func (x *ResponseOp) GetPut() *PutResponse {
+	if x != nil {
+		if x, ok := x.Result.(*ResponseOp_Put); ok {
+			return x.Put
+		}
+	}
+	return nil
+}
+
+func (x *ResponseOp) GetDelete() *DeleteResponse {
+	if x != nil {
+		if x, ok := x.Result.(*ResponseOp_Delete); ok {
+			return x.Delete
+		}
+	}
+	return nil
+}
+
+func (x *ResponseOp) GetGet() *KeyValue {
+	if x != nil {
+		if x, ok := x.Result.(*ResponseOp_Get); ok {
+			return x.Get
+		}
+	}
+	return nil
+}
+
+type isResponseOp_Result interface {
+	isResponseOp_Result()
+}
+
+type ResponseOp_Put struct {
+	// put: version is the new version.
+	Put *PutResponse `protobuf:"bytes,1,opt,name=put,proto3,oneof"`
+}
+
+type ResponseOp_Delete struct {
+	// delete: deleted and the removed version.
+	Delete *DeleteResponse `protobuf:"bytes,2,opt,name=delete,proto3,oneof"`
+}
+
+type ResponseOp_Get struct {
+	Get *KeyValue `protobuf:"bytes,3,opt,name=get,proto3,oneof"`
+}
+
+func (*ResponseOp_Put) isResponseOp_Result() {}
+
+func (*ResponseOp_Delete) isResponseOp_Result() {}
+
+func (*ResponseOp_Get) isResponseOp_Result() {}
+
+type TxnRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Compare       []*Compare             `protobuf:"bytes,1,rep,name=compare,proto3" json:"compare,omitempty"`
+	Success       []*RequestOp           `protobuf:"bytes,2,rep,name=success,proto3" json:"success,omitempty"`
+	Failure       []*RequestOp           `protobuf:"bytes,3,rep,name=failure,proto3" json:"failure,omitempty"`
+	RequestId     *RequestID             `protobuf:"bytes,4,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TxnRequest) Reset() {
+	*x = TxnRequest{}
+	mi := &file_ringkv_v1_kv_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TxnRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TxnRequest) ProtoMessage() {}
+
+func (x *TxnRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ringkv_v1_kv_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TxnRequest.ProtoReflect.Descriptor instead.
+func (*TxnRequest) Descriptor() ([]byte, []int) {
+	return file_ringkv_v1_kv_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *TxnRequest) GetCompare() []*Compare {
+	if x != nil {
+		return x.Compare
+	}
+	return nil
+}
+
+func (x *TxnRequest) GetSuccess() []*RequestOp {
+	if x != nil {
+		return x.Success
+	}
+	return nil
+}
+
+func (x *TxnRequest) GetFailure() []*RequestOp {
+	if x != nil {
+		return x.Failure
+	}
+	return nil
+}
+
+func (x *TxnRequest) GetRequestId() *RequestID {
+	if x != nil {
+		return x.RequestId
+	}
+	return nil
+}
+
+type TxnResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// succeeded reports whether every compare held (success ran).
+	Succeeded bool `protobuf:"varint,1,opt,name=succeeded,proto3" json:"succeeded,omitempty"`
+	// responses holds one result per operation of the branch that ran;
+	// empty when duplicate.
+	Responses []*ResponseOp `protobuf:"bytes,2,rep,name=responses,proto3" json:"responses,omitempty"`
+	// version is the Raft index the Txn committed at (the version of every
+	// key it wrote).
+	Version uint64 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	// duplicate reports a retry (same request_id) of a Txn applied before:
+	// succeeded and version are those of the first application, and the
+	// responses of its operations are not repeated.
+	Duplicate     bool `protobuf:"varint,4,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TxnResponse) Reset() {
+	*x = TxnResponse{}
+	mi := &file_ringkv_v1_kv_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TxnResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TxnResponse) ProtoMessage() {}
+
+func (x *TxnResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ringkv_v1_kv_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TxnResponse.ProtoReflect.Descriptor instead.
+func (*TxnResponse) Descriptor() ([]byte, []int) {
+	return file_ringkv_v1_kv_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *TxnResponse) GetSucceeded() bool {
+	if x != nil {
+		return x.Succeeded
+	}
+	return false
+}
+
+func (x *TxnResponse) GetResponses() []*ResponseOp {
+	if x != nil {
+		return x.Responses
+	}
+	return nil
+}
+
+func (x *TxnResponse) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *TxnResponse) GetDuplicate() bool {
+	if x != nil {
+		return x.Duplicate
+	}
+	return false
+}
+
+type MultiGetRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Keys          [][]byte               `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MultiGetRequest) Reset() {
+	*x = MultiGetRequest{}
+	mi := &file_ringkv_v1_kv_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MultiGetRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MultiGetRequest) ProtoMessage() {}
+
+func (x *MultiGetRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ringkv_v1_kv_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MultiGetRequest.ProtoReflect.Descriptor instead.
+func (*MultiGetRequest) Descriptor() ([]byte, []int) {
+	return file_ringkv_v1_kv_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *MultiGetRequest) GetKeys() [][]byte {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+type MultiGetResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// kvs holds one entry per requested key, in request order; found is false
+	// for a missing key.
+	Kvs           []*KeyValue `protobuf:"bytes,1,rep,name=kvs,proto3" json:"kvs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MultiGetResponse) Reset() {
+	*x = MultiGetResponse{}
+	mi := &file_ringkv_v1_kv_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MultiGetResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MultiGetResponse) ProtoMessage() {}
+
+func (x *MultiGetResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ringkv_v1_kv_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MultiGetResponse.ProtoReflect.Descriptor instead.
+func (*MultiGetResponse) Descriptor() ([]byte, []int) {
+	return file_ringkv_v1_kv_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *MultiGetResponse) GetKvs() []*KeyValue {
+	if x != nil {
+		return x.Kvs
+	}
+	return nil
+}
+
+type MultiPutRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Puts          []*PutOp               `protobuf:"bytes,1,rep,name=puts,proto3" json:"puts,omitempty"`
+	RequestId     *RequestID             `protobuf:"bytes,2,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MultiPutRequest) Reset() {
+	*x = MultiPutRequest{}
+	mi := &file_ringkv_v1_kv_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MultiPutRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MultiPutRequest) ProtoMessage() {}
+
+func (x *MultiPutRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ringkv_v1_kv_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MultiPutRequest.ProtoReflect.Descriptor instead.
+func (*MultiPutRequest) Descriptor() ([]byte, []int) {
+	return file_ringkv_v1_kv_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *MultiPutRequest) GetPuts() []*PutOp {
+	if x != nil {
+		return x.Puts
+	}
+	return nil
+}
+
+func (x *MultiPutRequest) GetRequestId() *RequestID {
+	if x != nil {
+		return x.RequestId
+	}
+	return nil
+}
+
+type MultiPutResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// versions holds each put's new version, in request order.
+	Versions      []uint64 `protobuf:"varint,1,rep,packed,name=versions,proto3" json:"versions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MultiPutResponse) Reset() {
+	*x = MultiPutResponse{}
+	mi := &file_ringkv_v1_kv_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MultiPutResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MultiPutResponse) ProtoMessage() {}
+
+func (x *MultiPutResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ringkv_v1_kv_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MultiPutResponse.ProtoReflect.Descriptor instead.
+func (*MultiPutResponse) Descriptor() ([]byte, []int) {
+	return file_ringkv_v1_kv_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *MultiPutResponse) GetVersions() []uint64 {
+	if x != nil {
+		return x.Versions
+	}
+	return nil
+}
+
+type ScanRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// prefix restricts the scan to keys that start with it (empty: all keys).
+	Prefix []byte `protobuf:"bytes,1,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	// start_after starts the scan after this key (empty: from the start).
+	StartAfter []byte `protobuf:"bytes,2,opt,name=start_after,json=startAfter,proto3" json:"start_after,omitempty"`
+	// page_token continues a scan from the response that returned it; it
+	// overrides start_after.
+	PageToken []byte `protobuf:"bytes,3,opt,name=page_token,json=pageToken,proto3" json:"page_token,omitempty"`
+	// limit bounds the keys of this page; 0 means 1000, the maximum is
+	// 10,000.
+	Limit uint32 `protobuf:"varint,4,opt,name=limit,proto3" json:"limit,omitempty"`
+	// keys_only leaves values out.
+	KeysOnly      bool `protobuf:"varint,5,opt,name=keys_only,json=keysOnly,proto3" json:"keys_only,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScanRequest) Reset() {
+	*x = ScanRequest{}
+	mi := &file_ringkv_v1_kv_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScanRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScanRequest) ProtoMessage() {}
+
+func (x *ScanRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ringkv_v1_kv_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScanRequest.ProtoReflect.Descriptor instead.
+func (*ScanRequest) Descriptor() ([]byte, []int) {
+	return file_ringkv_v1_kv_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *ScanRequest) GetPrefix() []byte {
+	if x != nil {
+		return x.Prefix
+	}
+	return nil
+}
+
+func (x *ScanRequest) GetStartAfter() []byte {
+	if x != nil {
+		return x.StartAfter
+	}
+	return nil
+}
+
+func (x *ScanRequest) GetPageToken() []byte {
+	if x != nil {
+		return x.PageToken
+	}
+	return nil
+}
+
+func (x *ScanRequest) GetLimit() uint32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+func (x *ScanRequest) GetKeysOnly() bool {
+	if x != nil {
+		return x.KeysOnly
+	}
+	return false
+}
+
+type ScanResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// kvs are in ascending key order.
+	Kvs []*KeyValue `protobuf:"bytes,1,rep,name=kvs,proto3" json:"kvs,omitempty"`
+	// next_page_token continues the scan; empty when it is complete.
+	NextPageToken []byte `protobuf:"bytes,2,opt,name=next_page_token,json=nextPageToken,proto3" json:"next_page_token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScanResponse) Reset() {
+	*x = ScanResponse{}
+	mi := &file_ringkv_v1_kv_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScanResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScanResponse) ProtoMessage() {}
+
+func (x *ScanResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ringkv_v1_kv_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScanResponse.ProtoReflect.Descriptor instead.
+func (*ScanResponse) Descriptor() ([]byte, []int) {
+	return file_ringkv_v1_kv_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *ScanResponse) GetKvs() []*KeyValue {
+	if x != nil {
+		return x.Kvs
+	}
+	return nil
+}
+
+func (x *ScanResponse) GetNextPageToken() []byte {
+	if x != nil {
+		return x.NextPageToken
+	}
+	return nil
+}
+
 type StatusRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -414,7 +1672,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_ringkv_v1_kv_proto_msgTypes[7]
+	mi := &file_ringkv_v1_kv_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -426,7 +1684,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ringkv_v1_kv_proto_msgTypes[7]
+	mi := &file_ringkv_v1_kv_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -439,7 +1697,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_ringkv_v1_kv_proto_rawDescGZIP(), []int{7}
+	return file_ringkv_v1_kv_proto_rawDescGZIP(), []int{23}
 }
 
 type Member struct {
@@ -457,7 +1715,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_ringkv_v1_kv_proto_msgTypes[8]
+	mi := &file_ringkv_v1_kv_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -469,7 +1727,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_ringkv_v1_kv_proto_msgTypes[8]
+	mi := &file_ringkv_v1_kv_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -482,7 +1740,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_ringkv_v1_kv_proto_rawDescGZIP(), []int{8}
+	return file_ringkv_v1_kv_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *Member) GetId() string {
@@ -525,7 +1783,7 @@ type ShardInfo struct {
 
 func (x *ShardInfo) Reset() {
 	*x = ShardInfo{}
-	mi := &file_ringkv_v1_kv_proto_msgTypes[9]
+	mi := &file_ringkv_v1_kv_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -537,7 +1795,7 @@ func (x *ShardInfo) String() string {
 func (*ShardInfo) ProtoMessage() {}
 
 func (x *ShardInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_ringkv_v1_kv_proto_msgTypes[9]
+	mi := &file_ringkv_v1_kv_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -550,7 +1808,7 @@ func (x *ShardInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShardInfo.ProtoReflect.Descriptor instead.
 func (*ShardInfo) Descriptor() ([]byte, []int) {
-	return file_ringkv_v1_kv_proto_rawDescGZIP(), []int{9}
+	return file_ringkv_v1_kv_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ShardInfo) GetId() uint32 {
@@ -604,7 +1862,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_ringkv_v1_kv_proto_msgTypes[10]
+	mi := &file_ringkv_v1_kv_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -616,7 +1874,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ringkv_v1_kv_proto_msgTypes[10]
+	mi := &file_ringkv_v1_kv_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -629,7 +1887,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_ringkv_v1_kv_proto_rawDescGZIP(), []int{10}
+	return file_ringkv_v1_kv_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *StatusResponse) GetEpoch() uint64 {
@@ -684,7 +1942,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_ringkv_v1_kv_proto_msgTypes[11]
+	mi := &file_ringkv_v1_kv_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -696,7 +1954,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ringkv_v1_kv_proto_msgTypes[11]
+	mi := &file_ringkv_v1_kv_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -709,7 +1967,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_ringkv_v1_kv_proto_rawDescGZIP(), []int{11}
+	return file_ringkv_v1_kv_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *JoinRequest) GetNodeId() string {
@@ -736,7 +1994,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_ringkv_v1_kv_proto_msgTypes[12]
+	mi := &file_ringkv_v1_kv_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -748,7 +2006,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ringkv_v1_kv_proto_msgTypes[12]
+	mi := &file_ringkv_v1_kv_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -761,7 +2019,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_ringkv_v1_kv_proto_rawDescGZIP(), []int{12}
+	return file_ringkv_v1_kv_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *JoinResponse) GetEpoch() uint64 {
@@ -780,7 +2038,7 @@ type RemoveNodeRequest struct {
 
 func (x *RemoveNodeRequest) Reset() {
 	*x = RemoveNodeRequest{}
-	mi := &file_ringkv_v1_kv_proto_msgTypes[13]
+	mi := &file_ringkv_v1_kv_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -792,7 +2050,7 @@ func (x *RemoveNodeRequest) String() string {
 func (*RemoveNodeRequest) ProtoMessage() {}
 
 func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ringkv_v1_kv_proto_msgTypes[13]
+	mi := &file_ringkv_v1_kv_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -805,7 +2063,7 @@ func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
-	return file_ringkv_v1_kv_proto_rawDescGZIP(), []int{13}
+	return file_ringkv_v1_kv_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RemoveNodeRequest) GetNodeId() string {
@@ -825,7 +2083,7 @@ type RemoveNodeResponse struct {
 
 func (x *RemoveNodeResponse) Reset() {
 	*x = RemoveNodeResponse{}
-	mi := &file_ringkv_v1_kv_proto_msgTypes[14]
+	mi := &file_ringkv_v1_kv_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -837,7 +2095,7 @@ func (x *RemoveNodeResponse) String() string {
 func (*RemoveNodeResponse) ProtoMessage() {}
 
 func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ringkv_v1_kv_proto_msgTypes[14]
+	mi := &file_ringkv_v1_kv_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -850,7 +2108,7 @@ func (x *RemoveNodeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeResponse.ProtoReflect.Descriptor instead.
 func (*RemoveNodeResponse) Descriptor() ([]byte, []int) {
-	return file_ringkv_v1_kv_proto_rawDescGZIP(), []int{14}
+	return file_ringkv_v1_kv_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RemoveNodeResponse) GetEpoch() uint64 {
@@ -868,7 +2126,7 @@ type RebalanceStatusRequest struct {
 
 func (x *RebalanceStatusRequest) Reset() {
 	*x = RebalanceStatusRequest{}
-	mi := &file_ringkv_v1_kv_proto_msgTypes[15]
+	mi := &file_ringkv_v1_kv_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -880,7 +2138,7 @@ func (x *RebalanceStatusRequest) String() string {
 func (*RebalanceStatusRequest) ProtoMessage() {}
 
 func (x *RebalanceStatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_ringkv_v1_kv_proto_msgTypes[15]
+	mi := &file_ringkv_v1_kv_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -893,7 +2151,7 @@ func (x *RebalanceStatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RebalanceStatusRequest.ProtoReflect.Descriptor instead.
 func (*RebalanceStatusRequest) Descriptor() ([]byte, []int) {
-	return file_ringkv_v1_kv_proto_rawDescGZIP(), []int{15}
+	return file_ringkv_v1_kv_proto_rawDescGZIP(), []int{31}
 }
 
 // Move is one replica move of one shard: a replica is added on to_node and
@@ -919,7 +2177,7 @@ type Move struct {
 
 func (x *Move) Reset() {
 	*x = Move{}
-	mi := &file_ringkv_v1_kv_proto_msgTypes[16]
+	mi := &file_ringkv_v1_kv_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -931,7 +2189,7 @@ func (x *Move) String() string {
 func (*Move) ProtoMessage() {}
 
 func (x *Move) ProtoReflect() protoreflect.Message {
-	mi := &file_ringkv_v1_kv_proto_msgTypes[16]
+	mi := &file_ringkv_v1_kv_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -944,7 +2202,7 @@ func (x *Move) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Move.ProtoReflect.Descriptor instead.
 func (*Move) Descriptor() ([]byte, []int) {
-	return file_ringkv_v1_kv_proto_rawDescGZIP(), []int{16}
+	return file_ringkv_v1_kv_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *Move) GetShard() uint32 {
@@ -1024,7 +2282,7 @@ type RebalanceStatusResponse struct {
 
 func (x *RebalanceStatusResponse) Reset() {
 	*x = RebalanceStatusResponse{}
-	mi := &file_ringkv_v1_kv_proto_msgTypes[17]
+	mi := &file_ringkv_v1_kv_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1036,7 +2294,7 @@ func (x *RebalanceStatusResponse) String() string {
 func (*RebalanceStatusResponse) ProtoMessage() {}
 
 func (x *RebalanceStatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_ringkv_v1_kv_proto_msgTypes[17]
+	mi := &file_ringkv_v1_kv_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1049,7 +2307,7 @@ func (x *RebalanceStatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RebalanceStatusResponse.ProtoReflect.Descriptor instead.
 func (*RebalanceStatusResponse) Descriptor() ([]byte, []int) {
-	return file_ringkv_v1_kv_proto_rawDescGZIP(), []int{17}
+	return file_ringkv_v1_kv_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RebalanceStatusResponse) GetEpoch() uint64 {
@@ -1113,26 +2371,113 @@ const file_ringkv_v1_kv_proto_rawDesc = "" +
 	"ackedBelow\"\x1e\n" +
 	"\n" +
 	"GetRequest\x12\x10\n" +
-	"\x03key\x18\x01 \x01(\fR\x03key\"d\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\"{\n" +
 	"\vGetResponse\x12\x14\n" +
 	"\x05value\x18\x01 \x01(\fR\x05value\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\x12%\n" +
-	"\x0ecreate_version\x18\x03 \x01(\x04R\rcreateVersion\"i\n" +
+	"\x0ecreate_version\x18\x03 \x01(\x04R\rcreateVersion\x12\x15\n" +
+	"\x06ttl_ms\x18\x04 \x01(\x03R\x05ttlMs\"f\n" +
+	"\tCondition\x12\x18\n" +
+	"\x06absent\x18\x01 \x01(\bH\x00R\x06absent\x12\x1a\n" +
+	"\aversion\x18\x02 \x01(\x04H\x00R\aversion\x12\x16\n" +
+	"\x05value\x18\x03 \x01(\fH\x00R\x05valueB\v\n" +
+	"\tcondition\"\xb4\x01\n" +
 	"\n" +
 	"PutRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\fR\x05value\x123\n" +
 	"\n" +
-	"request_id\x18\x03 \x01(\v2\x14.ringkv.v1.RequestIDR\trequestId\"'\n" +
+	"request_id\x18\x03 \x01(\v2\x14.ringkv.v1.RequestIDR\trequestId\x122\n" +
+	"\tcondition\x18\x04 \x01(\v2\x14.ringkv.v1.ConditionR\tcondition\x12\x15\n" +
+	"\x06ttl_ms\x18\x05 \x01(\x03R\x05ttlMs\"E\n" +
 	"\vPutResponse\x12\x18\n" +
-	"\aversion\x18\x01 \x01(\x04R\aversion\"V\n" +
+	"\aversion\x18\x01 \x01(\x04R\aversion\x12\x1c\n" +
+	"\tsucceeded\x18\x02 \x01(\bR\tsucceeded\"\x8a\x01\n" +
 	"\rDeleteRequest\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\fR\x03key\x123\n" +
 	"\n" +
-	"request_id\x18\x02 \x01(\v2\x14.ringkv.v1.RequestIDR\trequestId\"D\n" +
+	"request_id\x18\x02 \x01(\v2\x14.ringkv.v1.RequestIDR\trequestId\x122\n" +
+	"\tcondition\x18\x03 \x01(\v2\x14.ringkv.v1.ConditionR\tcondition\"b\n" +
 	"\x0eDeleteResponse\x12\x18\n" +
 	"\adeleted\x18\x01 \x01(\bR\adeleted\x12\x18\n" +
-	"\aversion\x18\x02 \x01(\x04R\aversion\"\x0f\n" +
+	"\aversion\x18\x02 \x01(\x04R\aversion\x12\x1c\n" +
+	"\tsucceeded\x18\x03 \x01(\bR\tsucceeded\"\x83\x03\n" +
+	"\aCompare\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\x121\n" +
+	"\x06target\x18\x02 \x01(\x0e2\x19.ringkv.v1.Compare.TargetR\x06target\x121\n" +
+	"\x06result\x18\x03 \x01(\x0e2\x19.ringkv.v1.Compare.ResultR\x06result\x12\x18\n" +
+	"\aversion\x18\x04 \x01(\x04R\aversion\x12\x14\n" +
+	"\x05value\x18\x05 \x01(\fR\x05value\"a\n" +
+	"\x06Target\x12\x16\n" +
+	"\x12TARGET_UNSPECIFIED\x10\x00\x12\x12\n" +
+	"\x0eTARGET_VERSION\x10\x01\x12\x19\n" +
+	"\x15TARGET_CREATE_VERSION\x10\x02\x12\x10\n" +
+	"\fTARGET_VALUE\x10\x03\"m\n" +
+	"\x06Result\x12\x16\n" +
+	"\x12RESULT_UNSPECIFIED\x10\x00\x12\x10\n" +
+	"\fRESULT_EQUAL\x10\x01\x12\x14\n" +
+	"\x10RESULT_NOT_EQUAL\x10\x02\x12\x0f\n" +
+	"\vRESULT_LESS\x10\x03\x12\x12\n" +
+	"\x0eRESULT_GREATER\x10\x04\"F\n" +
+	"\x05PutOp\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value\x12\x15\n" +
+	"\x06ttl_ms\x18\x03 \x01(\x03R\x05ttlMs\"\x1c\n" +
+	"\bDeleteOp\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\"\x19\n" +
+	"\x05GetOp\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\"\x8c\x01\n" +
+	"\tRequestOp\x12$\n" +
+	"\x03put\x18\x01 \x01(\v2\x10.ringkv.v1.PutOpH\x00R\x03put\x12-\n" +
+	"\x06delete\x18\x02 \x01(\v2\x13.ringkv.v1.DeleteOpH\x00R\x06delete\x12$\n" +
+	"\x03get\x18\x03 \x01(\v2\x10.ringkv.v1.GetOpH\x00R\x03getB\x04\n" +
+	"\x02op\"\xa0\x01\n" +
+	"\bKeyValue\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\x12\x14\n" +
+	"\x05found\x18\x02 \x01(\bR\x05found\x12\x14\n" +
+	"\x05value\x18\x03 \x01(\fR\x05value\x12\x18\n" +
+	"\aversion\x18\x04 \x01(\x04R\aversion\x12%\n" +
+	"\x0ecreate_version\x18\x05 \x01(\x04R\rcreateVersion\x12\x15\n" +
+	"\x06ttl_ms\x18\x06 \x01(\x03R\x05ttlMs\"\xa0\x01\n" +
+	"\n" +
+	"ResponseOp\x12*\n" +
+	"\x03put\x18\x01 \x01(\v2\x16.ringkv.v1.PutResponseH\x00R\x03put\x123\n" +
+	"\x06delete\x18\x02 \x01(\v2\x19.ringkv.v1.DeleteResponseH\x00R\x06delete\x12'\n" +
+	"\x03get\x18\x03 \x01(\v2\x13.ringkv.v1.KeyValueH\x00R\x03getB\b\n" +
+	"\x06result\"\xcf\x01\n" +
+	"\n" +
+	"TxnRequest\x12,\n" +
+	"\acompare\x18\x01 \x03(\v2\x12.ringkv.v1.CompareR\acompare\x12.\n" +
+	"\asuccess\x18\x02 \x03(\v2\x14.ringkv.v1.RequestOpR\asuccess\x12.\n" +
+	"\afailure\x18\x03 \x03(\v2\x14.ringkv.v1.RequestOpR\afailure\x123\n" +
+	"\n" +
+	"request_id\x18\x04 \x01(\v2\x14.ringkv.v1.RequestIDR\trequestId\"\x98\x01\n" +
+	"\vTxnResponse\x12\x1c\n" +
+	"\tsucceeded\x18\x01 \x01(\bR\tsucceeded\x123\n" +
+	"\tresponses\x18\x02 \x03(\v2\x15.ringkv.v1.ResponseOpR\tresponses\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\x04R\aversion\x12\x1c\n" +
+	"\tduplicate\x18\x04 \x01(\bR\tduplicate\"%\n" +
+	"\x0fMultiGetRequest\x12\x12\n" +
+	"\x04keys\x18\x01 \x03(\fR\x04keys\"9\n" +
+	"\x10MultiGetResponse\x12%\n" +
+	"\x03kvs\x18\x01 \x03(\v2\x13.ringkv.v1.KeyValueR\x03kvs\"l\n" +
+	"\x0fMultiPutRequest\x12$\n" +
+	"\x04puts\x18\x01 \x03(\v2\x10.ringkv.v1.PutOpR\x04puts\x123\n" +
+	"\n" +
+	"request_id\x18\x02 \x01(\v2\x14.ringkv.v1.RequestIDR\trequestId\".\n" +
+	"\x10MultiPutResponse\x12\x1a\n" +
+	"\bversions\x18\x01 \x03(\x04R\bversions\"\x98\x01\n" +
+	"\vScanRequest\x12\x16\n" +
+	"\x06prefix\x18\x01 \x01(\fR\x06prefix\x12\x1f\n" +
+	"\vstart_after\x18\x02 \x01(\fR\n" +
+	"startAfter\x12\x1d\n" +
+	"\n" +
+	"page_token\x18\x03 \x01(\fR\tpageToken\x12\x14\n" +
+	"\x05limit\x18\x04 \x01(\rR\x05limit\x12\x1b\n" +
+	"\tkeys_only\x18\x05 \x01(\bR\bkeysOnly\"]\n" +
+	"\fScanResponse\x12%\n" +
+	"\x03kvs\x18\x01 \x03(\v2\x13.ringkv.v1.KeyValueR\x03kvs\x12&\n" +
+	"\x0fnext_page_token\x18\x02 \x01(\fR\rnextPageToken\"\x0f\n" +
 	"\rStatusRequest\"H\n" +
 	"\x06Member\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x18\n" +
@@ -1179,11 +2524,15 @@ const file_ringkv_v1_kv_proto_rawDesc = "" +
 	"\bfinished\x18\x04 \x03(\v2\x0f.ringkv.v1.MoveR\bfinished\x122\n" +
 	"\x15finished_since_change\x18\x05 \x01(\x04R\x13finishedSinceChange\x12,\n" +
 	"\x12bytes_since_change\x18\x06 \x01(\x04R\x10bytesSinceChange\x12+\n" +
-	"\x12max_moves_per_node\x18\a \x01(\rR\x0fmaxMovesPerNode2\xaf\x01\n" +
+	"\x12max_moves_per_node\x18\a \x01(\rR\x0fmaxMovesPerNode2\xa8\x03\n" +
 	"\x02KV\x124\n" +
 	"\x03Get\x12\x15.ringkv.v1.GetRequest\x1a\x16.ringkv.v1.GetResponse\x124\n" +
 	"\x03Put\x12\x15.ringkv.v1.PutRequest\x1a\x16.ringkv.v1.PutResponse\x12=\n" +
-	"\x06Delete\x12\x18.ringkv.v1.DeleteRequest\x1a\x19.ringkv.v1.DeleteResponse2\xa6\x02\n" +
+	"\x06Delete\x12\x18.ringkv.v1.DeleteRequest\x1a\x19.ringkv.v1.DeleteResponse\x124\n" +
+	"\x03Txn\x12\x15.ringkv.v1.TxnRequest\x1a\x16.ringkv.v1.TxnResponse\x12C\n" +
+	"\bMultiGet\x12\x1a.ringkv.v1.MultiGetRequest\x1a\x1b.ringkv.v1.MultiGetResponse\x12C\n" +
+	"\bMultiPut\x12\x1a.ringkv.v1.MultiPutRequest\x1a\x1b.ringkv.v1.MultiPutResponse\x127\n" +
+	"\x04Scan\x12\x16.ringkv.v1.ScanRequest\x1a\x17.ringkv.v1.ScanResponse2\xa6\x02\n" +
 	"\aCluster\x12=\n" +
 	"\x06Status\x12\x18.ringkv.v1.StatusRequest\x1a\x19.ringkv.v1.StatusResponse\x127\n" +
 	"\x04Join\x12\x16.ringkv.v1.JoinRequest\x1a\x17.ringkv.v1.JoinResponse\x12I\n" +
@@ -1203,54 +2552,100 @@ func file_ringkv_v1_kv_proto_rawDescGZIP() []byte {
 	return file_ringkv_v1_kv_proto_rawDescData
 }
 
-var file_ringkv_v1_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_ringkv_v1_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_ringkv_v1_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_ringkv_v1_kv_proto_goTypes = []any{
-	(*RequestID)(nil),               // 0: ringkv.v1.RequestID
-	(*GetRequest)(nil),              // 1: ringkv.v1.GetRequest
-	(*GetResponse)(nil),             // 2: ringkv.v1.GetResponse
-	(*PutRequest)(nil),              // 3: ringkv.v1.PutRequest
-	(*PutResponse)(nil),             // 4: ringkv.v1.PutResponse
-	(*DeleteRequest)(nil),           // 5: ringkv.v1.DeleteRequest
-	(*DeleteResponse)(nil),          // 6: ringkv.v1.DeleteResponse
-	(*StatusRequest)(nil),           // 7: ringkv.v1.StatusRequest
-	(*Member)(nil),                  // 8: ringkv.v1.Member
-	(*ShardInfo)(nil),               // 9: ringkv.v1.ShardInfo
-	(*StatusResponse)(nil),          // 10: ringkv.v1.StatusResponse
-	(*JoinRequest)(nil),             // 11: ringkv.v1.JoinRequest
-	(*JoinResponse)(nil),            // 12: ringkv.v1.JoinResponse
-	(*RemoveNodeRequest)(nil),       // 13: ringkv.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),      // 14: ringkv.v1.RemoveNodeResponse
-	(*RebalanceStatusRequest)(nil),  // 15: ringkv.v1.RebalanceStatusRequest
-	(*Move)(nil),                    // 16: ringkv.v1.Move
-	(*RebalanceStatusResponse)(nil), // 17: ringkv.v1.RebalanceStatusResponse
+	(Compare_Target)(0),             // 0: ringkv.v1.Compare.Target
+	(Compare_Result)(0),             // 1: ringkv.v1.Compare.Result
+	(*RequestID)(nil),               // 2: ringkv.v1.RequestID
+	(*GetRequest)(nil),              // 3: ringkv.v1.GetRequest
+	(*GetResponse)(nil),             // 4: ringkv.v1.GetResponse
+	(*Condition)(nil),               // 5: ringkv.v1.Condition
+	(*PutRequest)(nil),              // 6: ringkv.v1.PutRequest
+	(*PutResponse)(nil),             // 7: ringkv.v1.PutResponse
+	(*DeleteRequest)(nil),           // 8: ringkv.v1.DeleteRequest
+	(*DeleteResponse)(nil),          // 9: ringkv.v1.DeleteResponse
+	(*Compare)(nil),                 // 10: ringkv.v1.Compare
+	(*PutOp)(nil),                   // 11: ringkv.v1.PutOp
+	(*DeleteOp)(nil),                // 12: ringkv.v1.DeleteOp
+	(*GetOp)(nil),                   // 13: ringkv.v1.GetOp
+	(*RequestOp)(nil),               // 14: ringkv.v1.RequestOp
+	(*KeyValue)(nil),                // 15: ringkv.v1.KeyValue
+	(*ResponseOp)(nil),              // 16: ringkv.v1.ResponseOp
+	(*TxnRequest)(nil),              // 17: ringkv.v1.TxnRequest
+	(*TxnResponse)(nil),             // 18: ringkv.v1.TxnResponse
+	(*MultiGetRequest)(nil),         // 19: ringkv.v1.MultiGetRequest
+	(*MultiGetResponse)(nil),        // 20: ringkv.v1.MultiGetResponse
+	(*MultiPutRequest)(nil),         // 21: ringkv.v1.MultiPutRequest
+	(*MultiPutResponse)(nil),        // 22: ringkv.v1.MultiPutResponse
+	(*ScanRequest)(nil),             // 23: ringkv.v1.ScanRequest
+	(*ScanResponse)(nil),            // 24: ringkv.v1.ScanResponse
+	(*StatusRequest)(nil),           // 25: ringkv.v1.StatusRequest
+	(*Member)(nil),                  // 26: ringkv.v1.Member
+	(*ShardInfo)(nil),               // 27: ringkv.v1.ShardInfo
+	(*StatusResponse)(nil),          // 28: ringkv.v1.StatusResponse
+	(*JoinRequest)(nil),             // 29: ringkv.v1.JoinRequest
+	(*JoinResponse)(nil),            // 30: ringkv.v1.JoinResponse
+	(*RemoveNodeRequest)(nil),       // 31: ringkv.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),      // 32: ringkv.v1.RemoveNodeResponse
+	(*RebalanceStatusRequest)(nil),  // 33: ringkv.v1.RebalanceStatusRequest
+	(*Move)(nil),                    // 34: ringkv.v1.Move
+	(*RebalanceStatusResponse)(nil), // 35: ringkv.v1.RebalanceStatusResponse
 }
 var file_ringkv_v1_kv_proto_depIdxs = []int32{
-	0,  // 0: ringkv.v1.PutRequest.request_id:type_name -> ringkv.v1.RequestID
-	0,  // 1: ringkv.v1.DeleteRequest.request_id:type_name -> ringkv.v1.RequestID
-	8,  // 2: ringkv.v1.StatusResponse.members:type_name -> ringkv.v1.Member
-	9,  // 3: ringkv.v1.StatusResponse.shards:type_name -> ringkv.v1.ShardInfo
-	16, // 4: ringkv.v1.RebalanceStatusResponse.pending:type_name -> ringkv.v1.Move
-	16, // 5: ringkv.v1.RebalanceStatusResponse.active:type_name -> ringkv.v1.Move
-	16, // 6: ringkv.v1.RebalanceStatusResponse.finished:type_name -> ringkv.v1.Move
-	1,  // 7: ringkv.v1.KV.Get:input_type -> ringkv.v1.GetRequest
-	3,  // 8: ringkv.v1.KV.Put:input_type -> ringkv.v1.PutRequest
-	5,  // 9: ringkv.v1.KV.Delete:input_type -> ringkv.v1.DeleteRequest
-	7,  // 10: ringkv.v1.Cluster.Status:input_type -> ringkv.v1.StatusRequest
-	11, // 11: ringkv.v1.Cluster.Join:input_type -> ringkv.v1.JoinRequest
-	13, // 12: ringkv.v1.Cluster.RemoveNode:input_type -> ringkv.v1.RemoveNodeRequest
-	15, // 13: ringkv.v1.Cluster.RebalanceStatus:input_type -> ringkv.v1.RebalanceStatusRequest
-	2,  // 14: ringkv.v1.KV.Get:output_type -> ringkv.v1.GetResponse
-	4,  // 15: ringkv.v1.KV.Put:output_type -> ringkv.v1.PutResponse
-	6,  // 16: ringkv.v1.KV.Delete:output_type -> ringkv.v1.DeleteResponse
-	10, // 17: ringkv.v1.Cluster.Status:output_type -> ringkv.v1.StatusResponse
-	12, // 18: ringkv.v1.Cluster.Join:output_type -> ringkv.v1.JoinResponse
-	14, // 19: ringkv.v1.Cluster.RemoveNode:output_type -> ringkv.v1.RemoveNodeResponse
-	17, // 20: ringkv.v1.Cluster.RebalanceStatus:output_type -> ringkv.v1.RebalanceStatusResponse
-	14, // [14:21] is the sub-list for method output_type
-	7,  // [7:14] is the sub-list for method input_type
-	7,  // [7:7] is the sub-list for extension type_name
-	7,  // [7:7] is the sub-list for extension extendee
-	0,  // [0:7] is the sub-list for field type_name
+	2,  // 0: ringkv.v1.PutRequest.request_id:type_name -> ringkv.v1.RequestID
+	5,  // 1: ringkv.v1.PutRequest.condition:type_name -> ringkv.v1.Condition
+	2,  // 2: ringkv.v1.DeleteRequest.request_id:type_name -> ringkv.v1.RequestID
+	5,  // 3: ringkv.v1.DeleteRequest.condition:type_name -> ringkv.v1.Condition
+	0,  // 4: ringkv.v1.Compare.target:type_name -> ringkv.v1.Compare.Target
+	1,  // 5: ringkv.v1.Compare.result:type_name -> ringkv.v1.Compare.Result
+	11, // 6: ringkv.v1.RequestOp.put:type_name -> ringkv.v1.PutOp
+	12, // 7: ringkv.v1.RequestOp.delete:type_name -> ringkv.v1.DeleteOp
+	13, // 8: ringkv.v1.RequestOp.get:type_name -> ringkv.v1.GetOp
+	7,  // 9: ringkv.v1.ResponseOp.put:type_name -> ringkv.v1.PutResponse
+	9,  // 10: ringkv.v1.ResponseOp.delete:type_name -> ringkv.v1.DeleteResponse
+	15, // 11: ringkv.v1.ResponseOp.get:type_name -> ringkv.v1.KeyValue
+	10, // 12: ringkv.v1.TxnRequest.compare:type_name -> ringkv.v1.Compare
+	14, // 13: ringkv.v1.TxnRequest.success:type_name -> ringkv.v1.RequestOp
+	14, // 14: ringkv.v1.TxnRequest.failure:type_name -> ringkv.v1.RequestOp
+	2,  // 15: ringkv.v1.TxnRequest.request_id:type_name -> ringkv.v1.RequestID
+	16, // 16: ringkv.v1.TxnResponse.responses:type_name -> ringkv.v1.ResponseOp
+	15, // 17: ringkv.v1.MultiGetResponse.kvs:type_name -> ringkv.v1.KeyValue
+	11, // 18: ringkv.v1.MultiPutRequest.puts:type_name -> ringkv.v1.PutOp
+	2,  // 19: ringkv.v1.MultiPutRequest.request_id:type_name -> ringkv.v1.RequestID
+	15, // 20: ringkv.v1.ScanResponse.kvs:type_name -> ringkv.v1.KeyValue
+	26, // 21: ringkv.v1.StatusResponse.members:type_name -> ringkv.v1.Member
+	27, // 22: ringkv.v1.StatusResponse.shards:type_name -> ringkv.v1.ShardInfo
+	34, // 23: ringkv.v1.RebalanceStatusResponse.pending:type_name -> ringkv.v1.Move
+	34, // 24: ringkv.v1.RebalanceStatusResponse.active:type_name -> ringkv.v1.Move
+	34, // 25: ringkv.v1.RebalanceStatusResponse.finished:type_name -> ringkv.v1.Move
+	3,  // 26: ringkv.v1.KV.Get:input_type -> ringkv.v1.GetRequest
+	6,  // 27: ringkv.v1.KV.Put:input_type -> ringkv.v1.PutRequest
+	8,  // 28: ringkv.v1.KV.Delete:input_type -> ringkv.v1.DeleteRequest
+	17, // 29: ringkv.v1.KV.Txn:input_type -> ringkv.v1.TxnRequest
+	19, // 30: ringkv.v1.KV.MultiGet:input_type -> ringkv.v1.MultiGetRequest
+	21, // 31: ringkv.v1.KV.MultiPut:input_type -> ringkv.v1.MultiPutRequest
+	23, // 32: ringkv.v1.KV.Scan:input_type -> ringkv.v1.ScanRequest
+	25, // 33: ringkv.v1.Cluster.Status:input_type -> ringkv.v1.StatusRequest
+	29, // 34: ringkv.v1.Cluster.Join:input_type -> ringkv.v1.JoinRequest
+	31, // 35: ringkv.v1.Cluster.RemoveNode:input_type -> ringkv.v1.RemoveNodeRequest
+	33, // 36: ringkv.v1.Cluster.RebalanceStatus:input_type -> ringkv.v1.RebalanceStatusRequest
+	4,  // 37: ringkv.v1.KV.Get:output_type -> ringkv.v1.GetResponse
+	7,  // 38: ringkv.v1.KV.Put:output_type -> ringkv.v1.PutResponse
+	9,  // 39: ringkv.v1.KV.Delete:output_type -> ringkv.v1.DeleteResponse
+	18, // 40: ringkv.v1.KV.Txn:output_type -> ringkv.v1.TxnResponse
+	20, // 41: ringkv.v1.KV.MultiGet:output_type -> ringkv.v1.MultiGetResponse
+	22, // 42: ringkv.v1.KV.MultiPut:output_type -> ringkv.v1.MultiPutResponse
+	24, // 43: ringkv.v1.KV.Scan:output_type -> ringkv.v1.ScanResponse
+	28, // 44: ringkv.v1.Cluster.Status:output_type -> ringkv.v1.StatusResponse
+	30, // 45: ringkv.v1.Cluster.Join:output_type -> ringkv.v1.JoinResponse
+	32, // 46: ringkv.v1.Cluster.RemoveNode:output_type -> ringkv.v1.RemoveNodeResponse
+	35, // 47: ringkv.v1.Cluster.RebalanceStatus:output_type -> ringkv.v1.RebalanceStatusResponse
+	37, // [37:48] is the sub-list for method output_type
+	26, // [26:37] is the sub-list for method input_type
+	26, // [26:26] is the sub-list for extension type_name
+	26, // [26:26] is the sub-list for extension extendee
+	0,  // [0:26] is the sub-list for field type_name
 }
 
 func init() { file_ringkv_v1_kv_proto_init() }
@@ -1258,18 +2653,34 @@ func file_ringkv_v1_kv_proto_init() {
 	if File_ringkv_v1_kv_proto != nil {
 		return
 	}
+	file_ringkv_v1_kv_proto_msgTypes[3].OneofWrappers = []any{
+		(*Condition_Absent)(nil),
+		(*Condition_Version)(nil),
+		(*Condition_Value)(nil),
+	}
+	file_ringkv_v1_kv_proto_msgTypes[12].OneofWrappers = []any{
+		(*RequestOp_Put)(nil),
+		(*RequestOp_Delete)(nil),
+		(*RequestOp_Get)(nil),
+	}
+	file_ringkv_v1_kv_proto_msgTypes[14].OneofWrappers = []any{
+		(*ResponseOp_Put)(nil),
+		(*ResponseOp_Delete)(nil),
+		(*ResponseOp_Get)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ringkv_v1_kv_proto_rawDesc), len(file_ringkv_v1_kv_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   18,
+			NumEnums:      2,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   2,
 		},
 		GoTypes:           file_ringkv_v1_kv_proto_goTypes,
 		DependencyIndexes: file_ringkv_v1_kv_proto_depIdxs,
+		EnumInfos:         file_ringkv_v1_kv_proto_enumTypes,
 		MessageInfos:      file_ringkv_v1_kv_proto_msgTypes,
 	}.Build()
 	File_ringkv_v1_kv_proto = out.File

@@ -22,9 +22,13 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	KV_Get_FullMethodName    = "/ringkv.v1.KV/Get"
-	KV_Put_FullMethodName    = "/ringkv.v1.KV/Put"
-	KV_Delete_FullMethodName = "/ringkv.v1.KV/Delete"
+	KV_Get_FullMethodName      = "/ringkv.v1.KV/Get"
+	KV_Put_FullMethodName      = "/ringkv.v1.KV/Put"
+	KV_Delete_FullMethodName   = "/ringkv.v1.KV/Delete"
+	KV_Txn_FullMethodName      = "/ringkv.v1.KV/Txn"
+	KV_MultiGet_FullMethodName = "/ringkv.v1.KV/MultiGet"
+	KV_MultiPut_FullMethodName = "/ringkv.v1.KV/MultiPut"
+	KV_Scan_FullMethodName     = "/ringkv.v1.KV/Scan"
 )
 
 // KVClient is the client API for KV service.
@@ -32,13 +36,39 @@ const (
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
 // KV is the key-value API. Reads and writes are linearizable.
+//
+// A key's shard is decided by the whole key, or, when the key holds a hash
+// tag, by the tag alone: if the key contains a '{' followed later by a '}'
+// with at least one byte between them, only the bytes between the first '{'
+// and the first '}' after it are hashed (Redis Cluster's rule). So
+// "{user42}.cart" and "{user42}.profile" are on one shard and can be used in
+// one Txn.
 type KVClient interface {
 	// Get returns the value of a key. A missing key is codes.NotFound.
 	Get(ctx context.Context, in *GetRequest, opts ...grpc.CallOption) (*GetResponse, error)
-	// Put writes a value. It is exactly-once when request_id is set.
+	// Put writes a value, optionally only if a condition holds and with a
+	// time to live. It is exactly-once when request_id is set.
 	Put(ctx context.Context, in *PutRequest, opts ...grpc.CallOption) (*PutResponse, error)
-	// Delete removes a key. Deleting a missing key succeeds with deleted=false.
+	// Delete removes a key, optionally only if a condition holds. Deleting a
+	// missing key succeeds with deleted=false.
 	Delete(ctx context.Context, in *DeleteRequest, opts ...grpc.CallOption) (*DeleteResponse, error)
+	// Txn evaluates every compare and then runs the success operations if
+	// all hold, else the failure operations, atomically. Every key of a Txn
+	// must be on one shard (use hash tags); keys on different shards are
+	// codes.InvalidArgument naming two of them.
+	Txn(ctx context.Context, in *TxnRequest, opts ...grpc.CallOption) (*TxnResponse, error)
+	// MultiGet reads many keys, in parallel across their shards. Each key's
+	// read is linearizable; the keys of different shards are not read at one
+	// instant.
+	MultiGet(ctx context.Context, in *MultiGetRequest, opts ...grpc.CallOption) (*MultiGetResponse, error)
+	// MultiPut writes many keys, in parallel across their shards: the keys of
+	// one shard are written atomically, the shards independently. An error
+	// means some shards may have applied their keys; with request_id a retry
+	// of the whole call applies each shard's keys at most once.
+	MultiPut(ctx context.Context, in *MultiPutRequest, opts ...grpc.CallOption) (*MultiPutResponse, error)
+	// Scan returns keys in key order across all shards, a page at a time.
+	// Each page is linearizable per shard; pages are not one snapshot.
+	Scan(ctx context.Context, in *ScanRequest, opts ...grpc.CallOption) (*ScanResponse, error)
 }
 
 type kVClient struct {
@@ -79,18 +109,84 @@ func (c *kVClient) Delete(ctx context.Context, in *DeleteRequest, opts ...grpc.C
 	return out, nil
 }
 
+func (c *kVClient) Txn(ctx context.Context, in *TxnRequest, opts ...grpc.CallOption) (*TxnResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TxnResponse)
+	err := c.cc.Invoke(ctx, KV_Txn_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *kVClient) MultiGet(ctx context.Context, in *MultiGetRequest, opts ...grpc.CallOption) (*MultiGetResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MultiGetResponse)
+	err := c.cc.Invoke(ctx, KV_MultiGet_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *kVClient) MultiPut(ctx context.Context, in *MultiPutRequest, opts ...grpc.CallOption) (*MultiPutResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MultiPutResponse)
+	err := c.cc.Invoke(ctx, KV_MultiPut_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *kVClient) Scan(ctx context.Context, in *ScanRequest, opts ...grpc.CallOption) (*ScanResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ScanResponse)
+	err := c.cc.Invoke(ctx, KV_Scan_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // KVServer is the server API for KV service.
 // All implementations must embed UnimplementedKVServer
 // for forward compatibility.
 //
 // KV is the key-value API. Reads and writes are linearizable.
+//
+// A key's shard is decided by the whole key, or, when the key holds a hash
+// tag, by the tag alone: if the key contains a '{' followed later by a '}'
+// with at least one byte between them, only the bytes between the first '{'
+// and the first '}' after it are hashed (Redis Cluster's rule). So
+// "{user42}.cart" and "{user42}.profile" are on one shard and can be used in
+// one Txn.
 type KVServer interface {
 	// Get returns the value of a key. A missing key is codes.NotFound.
 	Get(context.Context, *GetRequest) (*GetResponse, error)
-	// Put writes a value. It is exactly-once when request_id is set.
+	// Put writes a value, optionally only if a condition holds and with a
+	// time to live. It is exactly-once when request_id is set.
 	Put(context.Context, *PutRequest) (*PutResponse, error)
-	// Delete removes a key. Deleting a missing key succeeds with deleted=false.
+	// Delete removes a key, optionally only if a condition holds. Deleting a
+	// missing key succeeds with deleted=false.
 	Delete(context.Context, *DeleteRequest) (*DeleteResponse, error)
+	// Txn evaluates every compare and then runs the success operations if
+	// all hold, else the failure operations, atomically. Every key of a Txn
+	// must be on one shard (use hash tags); keys on different shards are
+	// codes.InvalidArgument naming two of them.
+	Txn(context.Context, *TxnRequest) (*TxnResponse, error)
+	// MultiGet reads many keys, in parallel across their shards. Each key's
+	// read is linearizable; the keys of different shards are not read at one
+	// instant.
+	MultiGet(context.Context, *MultiGetRequest) (*MultiGetResponse, error)
+	// MultiPut writes many keys, in parallel across their shards: the keys of
+	// one shard are written atomically, the shards independently. An error
+	// means some shards may have applied their keys; with request_id a retry
+	// of the whole call applies each shard's keys at most once.
+	MultiPut(context.Context, *MultiPutRequest) (*MultiPutResponse, error)
+	// Scan returns keys in key order across all shards, a page at a time.
+	// Each page is linearizable per shard; pages are not one snapshot.
+	Scan(context.Context, *ScanRequest) (*ScanResponse, error)
 	mustEmbedUnimplementedKVServer()
 }
 
@@ -109,6 +205,18 @@ func (UnimplementedKVServer) Put(context.Context, *PutRequest) (*PutResponse, er
 }
 func (UnimplementedKVServer) Delete(context.Context, *DeleteRequest) (*DeleteResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Delete not implemented")
+}
+func (UnimplementedKVServer) Txn(context.Context, *TxnRequest) (*TxnResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Txn not implemented")
+}
+func (UnimplementedKVServer) MultiGet(context.Context, *MultiGetRequest) (*MultiGetResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method MultiGet not implemented")
+}
+func (UnimplementedKVServer) MultiPut(context.Context, *MultiPutRequest) (*MultiPutResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method MultiPut not implemented")
+}
+func (UnimplementedKVServer) Scan(context.Context, *ScanRequest) (*ScanResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Scan not implemented")
 }
 func (UnimplementedKVServer) mustEmbedUnimplementedKVServer() {}
 func (UnimplementedKVServer) testEmbeddedByValue()            {}
@@ -185,6 +293,78 @@ func _KV_Delete_Handler(srv interface{}, ctx context.Context, dec func(interface
 	return interceptor(ctx, in, info, handler)
 }
 
+func _KV_Txn_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TxnRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(KVServer).Txn(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: KV_Txn_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(KVServer).Txn(ctx, req.(*TxnRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _KV_MultiGet_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(MultiGetRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(KVServer).MultiGet(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: KV_MultiGet_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(KVServer).MultiGet(ctx, req.(*MultiGetRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _KV_MultiPut_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(MultiPutRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(KVServer).MultiPut(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: KV_MultiPut_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(KVServer).MultiPut(ctx, req.(*MultiPutRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _KV_Scan_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ScanRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(KVServer).Scan(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: KV_Scan_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(KVServer).Scan(ctx, req.(*ScanRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // KV_ServiceDesc is the grpc.ServiceDesc for KV service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -203,6 +383,22 @@ var KV_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Delete",
 			Handler:    _KV_Delete_Handler,
+		},
+		{
+			MethodName: "Txn",
+			Handler:    _KV_Txn_Handler,
+		},
+		{
+			MethodName: "MultiGet",
+			Handler:    _KV_MultiGet_Handler,
+		},
+		{
+			MethodName: "MultiPut",
+			Handler:    _KV_MultiPut_Handler,
+		},
+		{
+			MethodName: "Scan",
+			Handler:    _KV_Scan_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
