@@ -42,6 +42,16 @@ func appendLog(b []byte, l *raft.Log) []byte {
 // Extensions are copied out of b (one allocation for both), so b may be
 // memory that bolt owns.
 func decodeLog(index uint64, b []byte, l *raft.Log) error {
+	return decodeLogCopy(index, b, l, true)
+}
+
+// decodeLogOwned is decodeLog for a b the caller gives away: Data and
+// Extensions point into it.
+func decodeLogOwned(index uint64, b []byte, l *raft.Log) error {
+	return decodeLogCopy(index, b, l, false)
+}
+
+func decodeLogCopy(index uint64, b []byte, l *raft.Log, copyOut bool) error {
 	d := decoder{b: b}
 	if v := d.byte(); v != logEncodingV1 {
 		return fmt.Errorf("%w: index %d: unknown encoding %#x", ErrCorrupt, index, v)
@@ -67,6 +77,15 @@ func decodeLog(index uint64, b []byte, l *raft.Log) error {
 		return fmt.Errorf("%w: index %d: malformed entry (%d bytes)", ErrCorrupt, index, len(b))
 	}
 	*l = raft.Log{Index: index, Term: term, Type: typ, AppendedAt: at}
+	if !copyOut {
+		if len(data) > 0 {
+			l.Data = data[:len(data):len(data)]
+		}
+		if len(ext) > 0 {
+			l.Extensions = ext[:len(ext):len(ext)]
+		}
+		return nil
+	}
 	if n := len(data) + len(ext); n > 0 {
 		buf := make([]byte, n)
 		copy(buf, data)

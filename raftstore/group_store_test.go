@@ -23,7 +23,9 @@ func TestGroupStoreImplementsRaftStores(t *testing.T) {
 	}
 }
 
-func TestGroupStoreLog(t *testing.T) {
+func TestGroupStoreLog(t *testing.T) { forEachImpl(t, testGroupStoreLog) }
+
+func testGroupStoreLog(t *testing.T, impl storeImpl) {
 	tests := []struct {
 		name        string
 		batches     [][]uint64 // StoreLogs calls, in order; batch i tags its entries "b<i>"
@@ -55,8 +57,8 @@ func TestGroupStoreLog(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s, _ := openTest(t, knobs{})
-			g := group(t, s, 7)
+			s, _ := openImpl(t, impl, knobs{})
+			g := groupOf(t, s, 7)
 			want := map[uint64]*raft.Log{}
 			// Deletes run after the first batch, before the rest, so that
 			// "delete then append" and "truncate and rewrite" mean what they say.
@@ -89,7 +91,7 @@ func TestGroupStoreLog(t *testing.T) {
 	}
 }
 
-func runDeletes(t *testing.T, g *GroupStore, deletes [][2]uint64, want map[uint64]*raft.Log) {
+func runDeletes(t *testing.T, g testGroup, deletes [][2]uint64, want map[uint64]*raft.Log) {
 	t.Helper()
 	for _, d := range deletes {
 		if err := g.DeleteRange(d[0], d[1]); err != nil {
@@ -103,9 +105,11 @@ func runDeletes(t *testing.T, g *GroupStore, deletes [][2]uint64, want map[uint6
 	}
 }
 
-func TestGroupStoreStoreLog(t *testing.T) {
-	s, _ := openTest(t, knobs{})
-	g := group(t, s, 1)
+func TestGroupStoreStoreLog(t *testing.T) { forEachImpl(t, testGroupStoreStoreLog) }
+
+func testGroupStoreStoreLog(t *testing.T, impl storeImpl) {
+	s, _ := openImpl(t, impl, knobs{})
+	g := groupOf(t, s, 1)
 	l := testLog(1, "single")
 	if err := g.StoreLog(l); err != nil {
 		t.Fatalf("StoreLog: %v", err)
@@ -120,7 +124,9 @@ func TestGroupStoreStoreLog(t *testing.T) {
 	}
 }
 
-func TestGroupStoreStable(t *testing.T) {
+func TestGroupStoreStable(t *testing.T) { forEachImpl(t, testGroupStoreStable) }
+
+func testGroupStoreStable(t *testing.T, impl storeImpl) {
 	type step struct {
 		op      string // "set", "setu", "get", "getu", "missing", "corrupt", "bad set"
 		key     string
@@ -145,8 +151,8 @@ func TestGroupStoreStable(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s, _ := openTest(t, knobs{})
-			g := group(t, s, 3)
+			s, _ := openImpl(t, impl, knobs{})
+			g := groupOf(t, s, 3)
 			for _, st := range tt.steps {
 				switch st.op {
 				case "set":
@@ -186,8 +192,12 @@ func TestGroupStoreStable(t *testing.T) {
 // itself rather than with a copy of its rules: raft recognises a missing
 // key by its message.
 func TestGroupStoreMissingKeyAsRaftExpects(t *testing.T) {
-	s, _ := openTest(t, knobs{})
-	g := group(t, s, 1)
+	forEachImpl(t, testGroupStoreMissingKeyAsRaftExpects)
+}
+
+func testGroupStoreMissingKeyAsRaftExpects(t *testing.T, impl storeImpl) {
+	s, _ := openImpl(t, impl, knobs{})
+	g := groupOf(t, s, 1)
 	if _, err := g.GetUint64([]byte("CurrentTerm")); err == nil || err.Error() != "not found" {
 		t.Fatalf("GetUint64 of a missing key: %v; raft needs an error reading exactly %q", err, "not found")
 	}
@@ -205,8 +215,12 @@ func TestGroupStoreMissingKeyAsRaftExpects(t *testing.T) {
 }
 
 func TestGroupStoreGetLogOverwritesEveryField(t *testing.T) {
-	s, _ := openTest(t, knobs{})
-	g := group(t, s, 1)
+	forEachImpl(t, testGroupStoreGetLogOverwritesEveryField)
+}
+
+func testGroupStoreGetLogOverwritesEveryField(t *testing.T, impl storeImpl) {
+	s, _ := openImpl(t, impl, knobs{})
+	g := groupOf(t, s, 1)
 	bare := &raft.Log{Index: 2, Term: 1}
 	storeLogs(t, g, testLog(1, "full"), bare)
 	var l raft.Log

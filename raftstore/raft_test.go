@@ -115,8 +115,9 @@ func (setSnapshot) Release() {}
 // itGroups groups, all of a server's replicas sharing its Store.
 type cluster struct {
 	t      *testing.T
+	impl   storeImpl
 	dir    string
-	stores [itServers]*Store
+	stores [itServers]testStore
 	rafts  [itServers][itGroups]*raft.Raft
 	trans  [itServers][itGroups]*raft.InmemTransport
 	fsms   [itServers][itGroups]*setFSM
@@ -127,8 +128,8 @@ type cluster struct {
 func itAddr(s, g int) raft.ServerAddress { return raft.ServerAddress(fmt.Sprintf("s%d-g%d", s, g)) }
 func itID(s int) raft.ServerID           { return raft.ServerID(fmt.Sprintf("s%d", s)) }
 
-func newCluster(t *testing.T) *cluster {
-	c := &cluster{t: t, dir: t.TempDir()}
+func newCluster(t *testing.T, impl storeImpl) *cluster {
+	c := &cluster{t: t, impl: impl, dir: t.TempDir()}
 	for g := range itGroups {
 		c.leaderObs[g] = make(chan raft.Observation, 64)
 	}
@@ -164,7 +165,7 @@ func newCluster(t *testing.T) *cluster {
 // yet connected to anyone.
 func (c *cluster) startServer(s int) {
 	t := c.t
-	st, err := Open(filepath.Join(c.dir, fmt.Sprintf("s%d.db", s)), Options{})
+	st, err := c.impl.open(filepath.Join(c.dir, fmt.Sprintf("s%d", s)), knobs{})
 	if err != nil {
 		t.Fatalf("server %d: %v", s, err)
 	}
@@ -287,7 +288,11 @@ func TestRaftGroupsShareAStorePerServer(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs 24 Raft replicas")
 	}
-	c := newCluster(t)
+	forEachImpl(t, testRaftGroupsShareAStorePerServer)
+}
+
+func testRaftGroupsShareAStorePerServer(t *testing.T, impl storeImpl) {
+	c := newCluster(t, impl)
 	cmds := [itGroups][]string{}
 	applyRound := func(round string, n int) {
 		var wg sync.WaitGroup

@@ -99,6 +99,8 @@ type knobs struct {
 	// closing runs in Close once the Store refuses new writes, before Close
 	// waits for the committer.
 	closing func()
+	// bolt may change the options Open passes to bbolt.Open.
+	bolt func(*bbolt.Options)
 }
 
 // Open opens the store in the file at path, creating it if it does not
@@ -117,7 +119,19 @@ func open(path string, opts Options, k knobs) (*Store, error) {
 	if timeout == 0 {
 		timeout = time.Second
 	}
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: timeout})
+	bo := &bbolt.Options{
+		Timeout: timeout,
+		// Do not write the freelist on every commit, as etcd does not:
+		// one page write fewer per commit (measured: 6.1 to 5.1 for a
+		// one-entry commit). Open rebuilds the freelist by walking the
+		// tree instead, which takes time in proportion to the file, small
+		// for a compacted Raft log. See the package doc for the caveats.
+		NoFreelistSync: true,
+	}
+	if k.bolt != nil {
+		k.bolt(bo)
+	}
+	db, err := bbolt.Open(path, 0o600, bo)
 	if err != nil {
 		return nil, fmt.Errorf("raftstore: open %s: %w", path, err)
 	}

@@ -14,14 +14,16 @@ import (
 	"go.etcd.io/bbolt"
 )
 
-func TestGroupsAreIsolated(t *testing.T) {
-	s, _ := openTest(t, knobs{})
+func TestGroupsAreIsolated(t *testing.T) { forEachImpl(t, testGroupsAreIsolated) }
+
+func testGroupsAreIsolated(t *testing.T, impl storeImpl) {
+	s, _ := openImpl(t, impl, knobs{})
 	// Neighbouring IDs and the extremes: a layout that shares key space
 	// between groups gets these wrong first.
 	ids := []uint64{0, 1, 2, math.MaxUint64}
-	gs := map[uint64]*GroupStore{}
+	gs := map[uint64]testGroup{}
 	for _, id := range ids {
-		g := group(t, s, id)
+		g := groupOf(t, s, id)
 		gs[id] = g
 		tag := fmt.Sprintf("g%d", id)
 		// Same indexes in every group, different bounds per group.
@@ -41,7 +43,7 @@ func TestGroupsAreIsolated(t *testing.T) {
 		checkGet(t, g, "k", tag)
 	}
 
-	never := group(t, s, 3)
+	never := groupOf(t, s, 3)
 	checkBounds(t, never, 0, 0)
 	checkMissing(t, never, 5)
 	checkNotFound(t, never, "k")
@@ -84,10 +86,12 @@ func TestGroupsAreIsolated(t *testing.T) {
 	checkNotFound(t, gs[1], "k")
 }
 
-func TestPersistsAcrossReopen(t *testing.T) {
-	s, path := openTest(t, knobs{})
+func TestPersistsAcrossReopen(t *testing.T) { forEachImpl(t, testPersistsAcrossReopen) }
+
+func testPersistsAcrossReopen(t *testing.T, impl storeImpl) {
+	s, path := openImpl(t, impl, knobs{})
 	for id := uint64(1); id <= 3; id++ {
-		g := group(t, s, id)
+		g := groupOf(t, s, id)
 		for idx := uint64(1); idx <= 20; idx++ {
 			storeLogs(t, g, testLog(idx, fmt.Sprint(id)))
 		}
@@ -105,9 +109,9 @@ func TestPersistsAcrossReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	s = reopen(t, s, path)
+	s = reopenImpl(t, impl, s, path)
 	for _, id := range []uint64{1, 3} {
-		g := group(t, s, id)
+		g := groupOf(t, s, id)
 		checkBounds(t, g, 5, 20)
 		checkMissing(t, g, 4)
 		for idx := uint64(5); idx <= 20; idx++ {
@@ -118,7 +122,7 @@ func TestPersistsAcrossReopen(t *testing.T) {
 		}
 		checkGet(t, g, "LastVoteCand", fmt.Sprint("node", id))
 	}
-	g2 := group(t, s, 2)
+	g2 := groupOf(t, s, 2)
 	checkBounds(t, g2, 0, 0)
 	checkNotFound(t, g2, "CurrentTerm")
 	if got, err := s.Groups(); err != nil || !slices.Equal(got, []uint64{1, 3}) {
@@ -133,13 +137,17 @@ func TestPersistsAcrossReopen(t *testing.T) {
 // groups at once, then checks every write after a reopen and that the
 // committer shared commits between them.
 func TestConcurrentWritersAreDurableAndBatched(t *testing.T) {
+	forEachImpl(t, testConcurrentWritersAreDurableAndBatched)
+}
+
+func testConcurrentWritersAreDurableAndBatched(t *testing.T, impl storeImpl) {
 	const (
 		groups     = 16
 		writers    = 48 // three per group, on disjoint indexes
 		perWriter  = 40
 		writesEach = 2 // a StoreLog and a Set per step
 	)
-	s, path := openTest(t, knobs{})
+	s, path := openImpl(t, impl, knobs{})
 	var wg sync.WaitGroup
 	errs := make(chan error, writers)
 	for w := range writers {
@@ -178,9 +186,9 @@ func TestConcurrentWritersAreDurableAndBatched(t *testing.T) {
 	}
 	t.Logf("%d writes in %d commits (%.1f writes per commit)", st.Writes, st.Commits, float64(st.Writes)/float64(st.Commits))
 
-	s = reopen(t, s, path)
+	s = reopenImpl(t, impl, s, path)
 	for w := range writers {
-		g := group(t, s, uint64(w%groups))
+		g := groupOf(t, s, uint64(w%groups))
 		for i := range perWriter {
 			checkLog(t, g, testLog(uint64(w/groups*1000+i+1), fmt.Sprint("w", w)))
 		}
@@ -190,7 +198,7 @@ func TestConcurrentWritersAreDurableAndBatched(t *testing.T) {
 		}
 	}
 	for id := range uint64(groups) {
-		checkBounds(t, group(t, s, id), 1, 2*1000+perWriter)
+		checkBounds(t, groupOf(t, s, id), 1, 2*1000+perWriter)
 	}
 }
 
@@ -224,10 +232,10 @@ func (h *held) knobs() knobs {
 
 // holdFirst issues a write in group 0 and returns once the committer holds
 // it; the write's outcome arrives on the returned channel.
-func (h *held) holdFirst(t *testing.T, s *Store) <-chan error {
+func (h *held) holdFirst(t *testing.T, s testStore) <-chan error {
 	t.Helper()
 	done := make(chan error, 1)
-	g := group(t, s, 0)
+	g := groupOf(t, s, 0)
 	go func() { done <- g.StoreLog(testLog(1, "first")) }()
 	<-h.enqueued
 	if n := <-h.inCommit; n != 1 {
@@ -240,15 +248,19 @@ func (h *held) holdFirst(t *testing.T, s *Store) <-chan error {
 // lone write is committed alone, and the writes that queue while it
 // commits go into one next commit.
 func TestWritesQueuedDuringACommitShareTheNext(t *testing.T) {
+	forEachImpl(t, testWritesQueuedDuringACommitShareTheNext)
+}
+
+func testWritesQueuedDuringACommitShareTheNext(t *testing.T, impl storeImpl) {
 	h := newHeld()
-	s, _ := openTest(t, h.knobs())
+	s, _ := openImpl(t, impl, h.knobs())
 	first := h.holdFirst(t, s)
 
 	const n = 20
 	var wg sync.WaitGroup
 	errs := make([]error, n)
 	for i := range n {
-		g := group(t, s, uint64(i+1))
+		g := groupOf(t, s, uint64(i+1))
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -279,7 +291,7 @@ func TestWritesQueuedDuringACommitShareTheNext(t *testing.T) {
 		t.Fatalf("Stats() = %+v; want %+v: one commit for the lone write, one for all %d queued", got, want, n)
 	}
 	for i := range n {
-		g := group(t, s, uint64(i+1))
+		g := groupOf(t, s, uint64(i+1))
 		if i%2 == 0 {
 			checkLog(t, g, testLog(2, "a"))
 		} else {
@@ -293,7 +305,7 @@ func TestWritesQueuedDuringACommitShareTheNext(t *testing.T) {
 func TestBadWriteFailsAlone(t *testing.T) {
 	h := newHeld()
 	s, _ := openTest(t, h.knobs())
-	first := h.holdFirst(t, s)
+	first := h.holdFirst(t, boltTestStore{s})
 
 	results := make(chan string, 3)
 	g1, g3 := group(t, s, 1), group(t, s, 3)
@@ -336,15 +348,17 @@ func TestBadWriteFailsAlone(t *testing.T) {
 // TestCloseFailsQueuedWrites checks that Close neither hangs on nor loses
 // track of waiting writers: the write being committed completes, queued
 // ones fail with ErrClosed and are not written.
-func TestCloseFailsQueuedWrites(t *testing.T) {
+func TestCloseFailsQueuedWrites(t *testing.T) { forEachImpl(t, testCloseFailsQueuedWrites) }
+
+func testCloseFailsQueuedWrites(t *testing.T, impl storeImpl) {
 	h := newHeld()
-	s, path := openTest(t, h.knobs())
+	s, path := openImpl(t, impl, h.knobs())
 	first := h.holdFirst(t, s)
 
 	const n = 10
 	queued := make(chan error, n)
 	for i := range n {
-		g := group(t, s, uint64(i+1))
+		g := groupOf(t, s, uint64(i+1))
 		go func() { queued <- g.StoreLog(testLog(1, "queued")) }()
 	}
 	for range n {
@@ -374,7 +388,7 @@ func TestCloseFailsQueuedWrites(t *testing.T) {
 	if _, err := s.Group(1); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Group after Close: %v; want ErrClosed", err)
 	}
-	g0 := newGroupStore(s, 0)
+	g0 := s.rawGroup(0)
 	if err := g0.StoreLog(testLog(2, "late")); !errors.Is(err, ErrClosed) {
 		t.Fatalf("StoreLog after Close: %v; want ErrClosed", err)
 	}
@@ -391,14 +405,14 @@ func TestCloseFailsQueuedWrites(t *testing.T) {
 		t.Fatalf("DeleteGroup after Close: %v; want ErrClosed", err)
 	}
 
-	s2, err := Open(path, Options{})
+	s2, err := impl.open(path, knobs{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer s2.Close()
-	checkLog(t, group(t, s2, 0), testLog(1, "first"))
+	checkLog(t, groupOf(t, s2, 0), testLog(1, "first"))
 	for i := range n {
-		checkBounds(t, group(t, s2, uint64(i+1)), 0, 0)
+		checkBounds(t, groupOf(t, s2, uint64(i+1)), 0, 0)
 	}
 }
 
@@ -443,5 +457,50 @@ func TestOptionsValidate(t *testing.T) {
 	}
 	if _, err := Open(filepath.Join(t.TempDir(), "x.db"), Options{LockTimeout: -1}); err == nil {
 		t.Fatal("Open with a negative LockTimeout succeeded")
+	}
+}
+
+// TestOpensFilesOfEitherFreelistMode checks that a file whose freelist was
+// synced on every commit (as before Open set NoFreelistSync) opens and
+// takes writes, and that a build syncing the freelist again opens the
+// result: bbolt rebuilds or writes the freelist as needed.
+func TestOpensFilesOfEitherFreelistMode(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "raft.db")
+	synced := knobs{bolt: func(o *bbolt.Options) { o.NoFreelistSync = false }}
+	steps := []struct {
+		name string
+		k    knobs
+	}{{"freelist synced", synced}, {"default", knobs{}}, {"freelist synced again", synced}, {"default again", knobs{}}}
+	var kept []uint64
+	big := make([]byte, 3000) // a page or so each: pages to allocate and free
+	for i, st := range steps {
+		s, err := open(path, Options{}, st.k)
+		if err != nil {
+			t.Fatalf("%s: open: %v", st.name, err)
+		}
+		g := group(t, s, 1)
+		for _, idx := range kept {
+			checkLog(t, g, &raft.Log{Index: idx, Term: idx, Data: big})
+		}
+		base := uint64(100 * (i + 1))
+		for idx := base; idx < base+50; idx++ {
+			storeLogs(t, g, &raft.Log{Index: idx, Term: idx, Data: big})
+		}
+		if err := g.DeleteRange(base+1, base+49); err != nil {
+			t.Fatal(err)
+		}
+		kept = append(kept, base)
+		err = s.db.View(func(tx *bbolt.Tx) error {
+			for err := range tx.Check() {
+				return err
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatalf("%s: bbolt Check: %v", st.name, err)
+		}
+		if err := s.Close(); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
