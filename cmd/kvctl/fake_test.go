@@ -68,6 +68,9 @@ type fakeCluster struct {
 	frozen                    bool // ticks do nothing: moves never end
 	rebalanceCalls            int
 	rebalanceErr              error // if set, every RebalanceStatus call fails with it
+	// scanGate, if set, holds every Scan of a page but the first until it
+	// is closed (or the call's context ends).
+	scanGate chan struct{}
 }
 
 type fakeMember struct {
@@ -404,5 +407,51 @@ func (n *fakeNode) RebalanceStatus(context.Context, *ringkvv1.RebalanceStatusReq
 		MaxMovesPerNode:     fakeMaxMoves,
 	}
 	c.tickLocked()
+	return resp, nil
+}
+
+// Scan serves the keys with the prefix in key order, limit (default 1000)
+// a page; the page token is the last key served.
+func (n *fakeNode) Scan(ctx context.Context, req *ringkvv1.ScanRequest) (*ringkvv1.ScanResponse, error) {
+	n.c.mu.Lock()
+	gate := n.c.scanGate
+	n.c.mu.Unlock()
+	if gate != nil && len(req.GetPageToken()) > 0 {
+		select {
+		case <-gate:
+		case <-ctx.Done():
+			return nil, status.FromContextError(ctx.Err()).Err()
+		}
+	}
+	after := req.GetStartAfter()
+	if len(req.GetPageToken()) > 0 {
+		after = req.GetPageToken()
+	}
+	limit := int(req.GetLimit())
+	if limit == 0 {
+		limit = 1000
+	}
+	n.c.mu.Lock()
+	defer n.c.mu.Unlock()
+	var keys []string
+	for k := range n.c.data {
+		if strings.HasPrefix(k, string(req.GetPrefix())) && k > string(after) {
+			keys = append(keys, k)
+		}
+	}
+	slices.Sort(keys)
+	resp := &ringkvv1.ScanResponse{}
+	for i, k := range keys {
+		if i == limit {
+			resp.NextPageToken = []byte(keys[i-1])
+			break
+		}
+		v := n.c.data[k]
+		kv := &ringkvv1.KeyValue{Key: []byte(k), Found: true, Version: v.version, CreateVersion: v.create}
+		if !req.GetKeysOnly() {
+			kv.Value = v.data
+		}
+		resp.Kvs = append(resp.Kvs, kv)
+	}
 	return resp, nil
 }

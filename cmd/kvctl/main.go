@@ -1,9 +1,15 @@
 // Command kvctl is the command line client of ringkv, in the spirit of
 // etcdctl:
 //
-//	kvctl put KEY VALUE      # VALUE "-" reads the value from stdin
+//	kvctl put KEY VALUE [--if-absent | --if-version N] [--ttl 30s]  # VALUE "-" reads stdin
 //	kvctl get KEY
-//	kvctl del KEY
+//	kvctl del KEY [--if-version N]
+//	kvctl cas KEY OLD NEW          # compare-and-swap on the value
+//	kvctl ttl KEY                  # the time KEY has left to live, or "no ttl"
+//	kvctl txn [--file F]           # an if/then/else transaction, as JSON
+//	kvctl mget KEY...
+//	kvctl mput KEY=VALUE...
+//	kvctl scan [--prefix P] [--limit N] [--keys-only] [--page-size N]
 //	kvctl cluster status
 //	kvctl ring                     # replicas per node, evenness, moving shards
 //	kvctl node remove ID           # drain ID and wait until it has left
@@ -14,8 +20,9 @@
 // Global flags: --endpoints (default $KVCTL_ENDPOINTS, else the local
 // cluster of `make run`), -o table|json, --timeout (of the whole command;
 // node remove has its own, default 10m, and a watch or a benchmark bounds
-// only each request by it). Errors go to stderr, prefixed "Error: ", and the
-// exit code is 1.
+// only each request by it, a scan each page). Errors go to stderr, prefixed
+// "Error: ", and the exit code is 1; so does a conditional write whose
+// condition failed ("condition failed: current version N").
 package main
 
 import (

@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -54,4 +57,14 @@ func count(n int, thing string) string {
 		return "1 " + thing
 	}
 	return fmt.Sprintf("%d %ss", n, thing)
+}
+
+// plain returns b for a line of text output: as is when it is valid UTF-8
+// without control characters (a newline, a tab, ...), else quoted as a Go
+// string ("a\nb"), so that each key or value stays on its line.
+func plain(b []byte) string {
+	if !utf8.Valid(b) || strings.ContainsFunc(string(b), unicode.IsControl) {
+		return strconv.Quote(string(b))
+	}
+	return string(b)
 }

@@ -88,6 +88,12 @@ func newRootCommand(lookupEnv func(string) (string, bool)) *cobra.Command {
 		newPutCommand(a),
 		newGetCommand(a),
 		newDelCommand(a),
+		newCASCommand(a),
+		newTTLCommand(a),
+		newTxnCommand(a),
+		newMGetCommand(a),
+		newMPutCommand(a),
+		newScanCommand(a),
 		newClusterCommand(a),
 		newRingCommand(a),
 		newNodeCommand(a),
@@ -143,10 +149,24 @@ func (a *app) withClientWithin(cmd *cobra.Command, limit time.Duration, f func(c
 	return explain(err)
 }
 
-// explain makes err fit for a user: a request a node refused because of the
-// request itself or of the cluster's state is reported with the node's own
-// message, which says what was wrong.
+// conditionFailed is the error kvctl reports for a conditional write whose
+// condition did not hold.
+func conditionFailed(ce *client.ConditionError) error {
+	if ce.Version == 0 {
+		return errors.New("condition failed: current version 0 (the key does not exist)")
+	}
+	return fmt.Errorf("condition failed: current version %d", ce.Version)
+}
+
+// explain makes err fit for a user: a conditional write whose condition did
+// not hold is reported as "condition failed: current version N"; a request a
+// node refused because of the request itself or of the cluster's state is
+// reported with the node's own message, which says what was wrong.
 func explain(err error) error {
+	var ce *client.ConditionError
+	if errors.As(err, &ce) {
+		return conditionFailed(ce)
+	}
 	var se *client.ServerError
 	if !errors.As(err, &se) || se.Message == "" {
 		return err
