@@ -22,7 +22,157 @@ func r(proc int, key, value string, call, ret int64, out history.Outcome) histor
 	return history.Op{Workload: history.Register, Process: proc, Kind: history.Read, Key: key, Value: value, Empty: value == "" && out == history.OK, Call: call, Return: ret, Outcome: out}
 }
 
+// c builds a compare-and-swap of old to value; a Fail is a failed
+// comparison (ErrConditionFailed), the usual way a swap fails.
+func c(proc int, key, old, value string, call, ret int64, out history.Outcome) history.Op {
+	return history.Op{Workload: history.Register, Process: proc, Kind: history.CAS, Key: key, Old: old, Value: value,
+		Call: call, Return: ret, Outcome: out, ConditionFailed: out == history.Fail}
+}
+
 const ok, unknown, fail = history.OK, history.Unknown, history.Fail
+
+func checkOne(t *testing.T, ops []history.Op, want Verdict) {
+	t.Helper()
+	res := CheckRegister(ops, 10*time.Second)
+	if res.Verdict != want {
+		t.Errorf("CheckRegister = %s; want %s (keys: %+v)", res.Verdict, want, res.Keys)
+	}
+}
+
+// TestCASDoubleSwapIsInvalid is a negative control: two swaps from the
+// same old value cannot both succeed, whether they overlap or not, since
+// the first one changes the value.
+func TestCASDoubleSwapIsInvalid(t *testing.T) {
+	t.Run("concurrent", func(t *testing.T) {
+		checkOne(t, []history.Op{
+			w(0, "k", "a", 0, 1, ok), c(1, "k", "a", "b", 2, 5, ok), c(2, "k", "a", "c", 3, 4, ok),
+		}, Invalid)
+	})
+	t.Run("one after the other", func(t *testing.T) {
+		checkOne(t, []history.Op{
+			w(0, "k", "a", 0, 1, ok), c(1, "k", "a", "b", 2, 3, ok), c(2, "k", "a", "c", 4, 5, ok),
+		}, Invalid)
+	})
+	t.Run("with a write of unknown outcome that could restore nothing", func(t *testing.T) {
+		// The unknown write sets d, never a: it cannot make a valid again.
+		checkOne(t, []history.Op{
+			w(0, "k", "a", 0, 1, ok), w(3, "k", "d", 0, 1, unknown),
+			c(1, "k", "a", "b", 2, 3, ok), c(2, "k", "a", "c", 4, 5, ok),
+		}, Invalid)
+	})
+}
+
+// TestCASSpuriousFailureIsInvalid is a negative control: a swap whose
+// comparison failed while the value was, for its whole duration, the one
+// it expected.
+func TestCASSpuriousFailureIsInvalid(t *testing.T) {
+	t.Run("read before and after", func(t *testing.T) {
+		checkOne(t, []history.Op{
+			w(0, "k", "a", 0, 1, ok), r(2, "k", "a", 2, 3, ok), c(1, "k", "a", "b", 4, 5, fail), r(2, "k", "a", 6, 7, ok),
+		}, Invalid)
+	})
+	t.Run("swapped later from the same value", func(t *testing.T) {
+		checkOne(t, []history.Op{
+			w(0, "k", "a", 0, 1, ok), c(1, "k", "a", "b", 2, 3, fail), c(2, "k", "a", "c", 4, 5, ok),
+		}, Invalid)
+	})
+}
+
+// TestCheckRegisterCAS checks interleavings of swaps with reads and writes,
+// valid ones above all.
+func TestCheckRegisterCAS(t *testing.T) {
+	tests := []struct {
+		name string
+		ops  []history.Op
+		want Verdict
+	}{
+		{"a chain of swaps", []history.Op{
+			w(0, "k", "a", 0, 1, ok), c(1, "k", "a", "b", 2, 3, ok), c(2, "k", "b", "c", 4, 5, ok), r(3, "k", "c", 6, 7, ok),
+		}, Valid},
+		{"concurrent swaps from one value: one wins, the other fails", []history.Op{
+			w(0, "k", "a", 0, 1, ok), c(1, "k", "a", "b", 2, 5, ok), c(2, "k", "a", "c", 3, 4, fail), r(3, "k", "b", 6, 7, ok),
+		}, Valid},
+		{"a failed swap observes a concurrent write", []history.Op{
+			w(0, "k", "a", 0, 1, ok), w(1, "k", "b", 2, 6, ok), c(2, "k", "a", "x", 3, 4, fail), r(3, "k", "a", 3, 4, ok),
+		}, Valid},
+		{"a swap on an empty register fails", []history.Op{
+			c(1, "k", "a", "b", 0, 1, fail), r(2, "k", "", 2, 3, ok),
+		}, Valid},
+		{"a swap on an empty register cannot succeed", []history.Op{
+			c(1, "k", "a", "b", 0, 1, ok),
+		}, Invalid},
+		{"a read after a swap sees the old value", []history.Op{
+			w(0, "k", "a", 0, 1, ok), c(1, "k", "a", "b", 2, 3, ok), r(2, "k", "a", 4, 5, ok),
+		}, Invalid},
+		{"a swap from a value already overwritten", []history.Op{
+			w(0, "k", "a", 0, 1, ok), w(0, "k", "b", 2, 3, ok), c(1, "k", "a", "c", 4, 5, ok),
+		}, Invalid},
+		{"a swap of unknown outcome that took effect", []history.Op{
+			w(0, "k", "a", 0, 1, ok), c(1, "k", "a", "b", 2, 3, unknown), r(2, "k", "b", 10, 11, ok),
+		}, Valid},
+		{"a swap of unknown outcome that did not take effect", []history.Op{
+			w(0, "k", "a", 0, 1, ok), c(1, "k", "a", "b", 2, 3, unknown), r(2, "k", "a", 10, 11, ok),
+		}, Valid},
+		{"a swap of unknown outcome that took effect late", []history.Op{
+			w(0, "k", "a", 0, 1, ok), c(1, "k", "a", "b", 2, 3, unknown), r(2, "k", "a", 10, 11, ok), r(2, "k", "b", 12, 13, ok),
+		}, Valid},
+		{"a swap of unknown outcome cannot swap from a value overwritten before it", []history.Op{
+			w(0, "k", "a", 0, 1, ok), w(0, "k", "c", 2, 3, ok), c(1, "k", "a", "b", 4, 5, unknown), r(2, "k", "b", 6, 7, ok),
+		}, Invalid},
+		{"a swap of unknown outcome takes effect at most once", []history.Op{
+			w(0, "k", "a", 0, 1, ok), c(1, "k", "a", "b", 2, 3, unknown),
+			r(2, "k", "b", 4, 5, ok), w(0, "k", "a", 6, 7, ok), r(2, "k", "a", 8, 9, ok), r(2, "k", "b", 10, 11, ok),
+		}, Invalid},
+		{"a swap from the value of a write of unknown outcome", []history.Op{
+			w(0, "k", "a", 0, 1, unknown), c(1, "k", "a", "b", 2, 3, ok), r(2, "k", "b", 4, 5, ok),
+		}, Valid},
+		{"a write of unknown outcome nobody read explains a failed swap", []history.Op{
+			// v took effect between a and the failed swap, then z
+			// overwrote it: nobody read v, but it must be checked.
+			w(0, "k", "a", 0, 1, ok), w(1, "k", "v", 2, 3, unknown), c(2, "k", "a", "x", 4, 5, fail),
+			w(0, "k", "z", 6, 7, ok), r(3, "k", "z", 8, 9, ok),
+		}, Valid},
+		{"a swap rejected for another reason observes nothing", []history.Op{
+			w(0, "k", "a", 0, 1, ok),
+			{Workload: history.Register, Process: 1, Kind: history.CAS, Key: "k", Old: "a", Value: "b", Call: 2, Return: 3, Outcome: fail},
+			r(2, "k", "a", 4, 5, ok),
+		}, Valid},
+		{"a swap rejected for another reason did not happen", []history.Op{
+			w(0, "k", "a", 0, 1, ok),
+			{Workload: history.Register, Process: 1, Kind: history.CAS, Key: "k", Old: "a", Value: "b", Call: 2, Return: 3, Outcome: fail},
+			r(2, "k", "b", 4, 5, ok),
+		}, Invalid},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) { checkOne(t, tt.ops, tt.want) })
+	}
+}
+
+// TestPrunable leaves out only the unknown writes nothing can tell apart
+// from no write at all.
+func TestPrunable(t *testing.T) {
+	ops := []history.Op{
+		w(0, "k", "a", 0, 1, ok),
+		w(1, "k", "seen", 2, 3, unknown),          // read below: kept
+		c(2, "k", "a", "expected", 2, 3, unknown), // a swap expects it: kept
+		w(3, "k", "early", 2, 3, unknown),         // a failed swap returns after its call: kept
+		r(4, "k", "seen", 4, 5, ok),
+		c(5, "k", "expected", "y", 6, 7, ok),
+		c(6, "k", "q", "r", 8, 9, fail),
+		w(7, "k", "late", 10, 11, unknown), // after every failed swap, never observed: pruned
+		c(8, "k", "y", "late-cas", 10, 11, unknown),
+	}
+	prune := prunable(ops)
+	var got []string
+	for _, op := range ops {
+		if op.Outcome == unknown && prune(op) {
+			got = append(got, op.Value)
+		}
+	}
+	if want := []string{"late", "late-cas"}; !slices.Equal(got, want) {
+		t.Errorf("pruned %q; want %q", got, want)
+	}
+}
 
 func TestCheckRegister(t *testing.T) {
 	tests := []struct {
@@ -78,17 +228,20 @@ func TestCheckRegisterCounts(t *testing.T) {
 	res := CheckRegister([]history.Op{
 		w(0, "k", "a", 0, 1, ok),
 		w(1, "k", "b", 2, 3, unknown), // seen: checked
-		w(2, "k", "c", 2, 3, unknown), // never seen: pruned
+		w(2, "k", "c", 2, 3, unknown), // never seen, but a failed swap follows: checked
 		w(3, "k", "d", 2, 3, fail),
 		r(4, "k", "b", 10, 11, ok),
 		r(5, "k", "", 10, 11, unknown),
+		c(6, "k", "b", "e", 12, 13, ok),
+		c(7, "k", "b", "f", 14, 15, fail),
+		c(8, "k", "e", "g", 16, 17, unknown), // after every failed swap, never observed: pruned
 	}, 10*time.Second)
 	if len(res.Keys) != 1 {
 		t.Fatalf("got %d keys; want 1", len(res.Keys))
 	}
 	got := res.Keys[0]
 	got.info = porcupine.LinearizationInfo{} // not comparable
-	want := KeyResult{Key: "k", Verdict: Valid, Checked: 3, Reads: 1, Writes: 1, UnknownWrites: 1, PrunedWrites: 1, DroppedReads: 1, FailedWrites: 1}
+	want := KeyResult{Key: "k", Verdict: Valid, Checked: 6, Reads: 1, Writes: 1, CASOK: 1, CASFailed: 1, UnknownWrites: 2, PrunedWrites: 1, DroppedReads: 1, FailedWrites: 1}
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("key result = %+v; want %+v", got, want)
 	}

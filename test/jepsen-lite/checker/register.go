@@ -47,14 +47,25 @@ func Worst(vs ...Verdict) Verdict {
 // registerInput is a register operation's input, as porcupine sees it.
 type registerInput struct {
 	key   string
-	write bool
-	value string // the value written
+	kind  history.Kind // Read, Write or CAS
+	value string       // the value written (a CAS's new value)
+	old   string       // the value a CAS expects
 }
 
-// registerOutput is a read's result; writes have the zero value.
+// casResult is what a CAS's completion says.
+type casResult int
+
+const (
+	casUnknown casResult = iota // it may or may not have taken effect
+	casOK                       // it swapped: the value was old
+	casFailed                   // its comparison failed: the value was not old
+)
+
+// registerOutput is a read's or a CAS's result; writes have the zero value.
 type registerOutput struct {
-	value string
-	empty bool // the key had no value
+	value string    // a read's value
+	empty bool      // a read found the key had no value
+	cas   casResult // a CAS's completion
 }
 
 // opMeta is shown next to an operation in the visualization.
@@ -67,9 +78,22 @@ type opMeta struct {
 
 // RegisterModel is the sequential specification of one register per key:
 // a write sets the value; a read returns the value of the last write, or
-// empty before any. The state is the value, "" for empty (the workload
-// never writes ""). Partition splits a history by key, so that each key is
-// checked on its own.
+// empty before any; a compare-and-swap sets the value to new if it is old
+// and otherwise changes nothing. The state is the value, "" for empty (the
+// workload never writes "" and never expects "").
+//
+// A CAS's completion is checked like a read's: one that swapped (casOK)
+// is legal only where the state is old; one whose comparison failed
+// (casFailed) only where the state is not old, because a failed
+// comparison is an observation of the register. A CAS of unknown outcome
+// (casUnknown; checkKey gives it a return time after every other
+// operation, as to a write of unknown outcome) is always legal: it swaps
+// if the state is old and leaves it alone otherwise. Porcupine may place
+// it anywhere after its call, the end included, so "it never took effect"
+// is covered too.
+//
+// Partition splits a history by key, so that each key is checked on its
+// own.
 func RegisterModel() porcupine.Model {
 	return porcupine.Model{
 		Partition: func(ops []porcupine.Operation) [][]porcupine.Operation {
@@ -90,22 +114,36 @@ func RegisterModel() porcupine.Model {
 		},
 		Init: func() any { return "" },
 		Step: func(state, input, output any) (bool, any) {
-			in := input.(registerInput)
-			if in.write {
+			st, in, out := state.(string), input.(registerInput), output.(registerOutput)
+			switch in.kind {
+			case history.Write:
 				return true, in.value
+			case history.CAS:
+				switch out.cas {
+				case casOK:
+					return st == in.old, in.value
+				case casFailed:
+					return st != in.old, st
+				}
+				if st == in.old { // unknown: it took effect here
+					return true, in.value
+				}
+				return true, st
 			}
-			out := output.(registerOutput)
 			if out.empty {
-				return state.(string) == "", state
+				return st == "", st
 			}
-			return state.(string) == out.value, state
+			return st == out.value, st
 		},
 		DescribeOperation: func(input, output any) string {
-			in := input.(registerInput)
-			if in.write {
+			in, out := input.(registerInput), output.(registerOutput)
+			switch in.kind {
+			case history.Write:
 				return fmt.Sprintf("put %s", in.value)
+			case history.CAS:
+				res := map[casResult]string{casOK: "ok", casFailed: "failed", casUnknown: "?"}[out.cas]
+				return fmt.Sprintf("cas %s→%s %s", in.old, in.value, res)
 			}
-			out := output.(registerOutput)
 			if out.empty {
 				return "get → ∅"
 			}
@@ -147,18 +185,24 @@ type KeyResult struct {
 	// Reads and Writes count the OK reads and the OK writes.
 	Reads  int `json:"ok_reads"`
 	Writes int `json:"ok_writes"`
-	// UnknownWrites counts writes of unknown outcome that some read
-	// observed; they are checked as completing at the end of time.
+	// CASOK counts the compare-and-swaps that swapped; CASFailed those
+	// whose comparison failed (both are checked: a failed comparison
+	// observes a value other than the expected one).
+	CASOK     int `json:"ok_cas"`
+	CASFailed int `json:"failed_cas"`
+	// UnknownWrites counts writes and compare-and-swaps of unknown
+	// outcome that are checked, as completing at the end of time.
 	UnknownWrites int `json:"unknown_writes_checked"`
-	// PrunedWrites counts writes of unknown outcome that no read
-	// observed. They are left out: a write nobody read can be placed
-	// last in any linearization, so dropping it changes no verdict and
-	// keeps porcupine's search small.
+	// PrunedWrites counts writes and compare-and-swaps of unknown outcome
+	// left out because they cannot matter (see prunable): porcupine's
+	// search grows with every operation that never returned.
 	PrunedWrites int `json:"unknown_writes_pruned"`
 	// DroppedReads counts reads of unknown or failed outcome: they
 	// constrain nothing.
 	DroppedReads int `json:"dropped_reads"`
-	// FailedWrites counts writes that definitely did not happen.
+	// FailedWrites counts writes, and compare-and-swaps rejected for
+	// another reason than their comparison (InvalidArgument), that
+	// definitely did not happen and observed nothing.
 	FailedWrites int `json:"failed_writes"`
 
 	info porcupine.LinearizationInfo
@@ -195,40 +239,73 @@ func CheckRegister(ops []history.Op, timeout time.Duration) RegisterResult {
 	return res
 }
 
+// prunable reports the writes and compare-and-swaps of unknown outcome
+// that can be left out of the check without changing its verdict: those
+// whose value no operation observes (no OK read returns it, no CAS
+// expects it) and that no failed comparison can follow (none returns after
+// the write's call). Such a write, in any linearization, can be moved to
+// the end: until the next write the state would be its value, which
+// nothing between can tell from the previous value, except a failed
+// comparison (it needs the state to differ from what it expected, which
+// the pruned write may be the only reason for), hence the second rule.
+func prunable(ops []history.Op) func(history.Op) bool {
+	observed := map[string]bool{}
+	var lastFailedCAS int64 = -1 << 63
+	for _, op := range ops {
+		switch {
+		case op.Kind == history.Read && op.Outcome == history.OK && !op.Empty:
+			observed[op.Value] = true
+		case op.Kind == history.CAS:
+			observed[op.Old] = true
+			if op.Outcome == history.Fail && op.ConditionFailed {
+				lastFailedCAS = max(lastFailedCAS, op.Return)
+			}
+		}
+	}
+	return func(op history.Op) bool {
+		return !observed[op.Value] && lastFailedCAS <= op.Call
+	}
+}
+
 // checkKey checks the operations of one key.
 func checkKey(key string, ops []history.Op, timeout time.Duration) KeyResult {
 	kr := KeyResult{Key: key}
-	observed := map[string]bool{}
 	var horizon int64
 	for _, op := range ops {
-		if op.Kind == history.Read && op.Outcome == history.OK && !op.Empty {
-			observed[op.Value] = true
-		}
 		horizon = max(horizon, op.Call, op.Return)
 	}
 	horizon++ // after every call: "never returned" for the checker
+	prune := prunable(ops)
 
 	var pops []porcupine.Operation
 	for _, op := range ops {
 		p := porcupine.Operation{
 			ClientId: op.Process,
-			Input:    registerInput{key: key, write: op.Kind == history.Write, value: op.Value},
+			Input:    registerInput{key: key, kind: op.Kind, value: op.Value, old: op.Old},
 			Output:   registerOutput{},
 			Call:     op.Call,
 			Return:   op.Return,
 			Metadata: opMeta{index: op.Index, node: op.Node, outcome: op.Outcome, final: op.Final},
 		}
+		write := op.Kind == history.Write || op.Kind == history.CAS
 		switch {
 		case op.Kind == history.Write && op.Outcome == history.OK:
 			kr.Writes++
-		case op.Kind == history.Write && op.Outcome == history.Unknown:
-			if !observed[op.Value] {
+		case op.Kind == history.CAS && op.Outcome == history.OK:
+			kr.CASOK++
+			p.Output = registerOutput{cas: casOK}
+		case op.Kind == history.CAS && op.Outcome == history.Fail && op.ConditionFailed:
+			kr.CASFailed++
+			p.Output = registerOutput{cas: casFailed}
+		case write && op.Outcome == history.Unknown:
+			if prune(op) {
 				kr.PrunedWrites++
 				continue
 			}
 			kr.UnknownWrites++
+			p.Output = registerOutput{cas: casUnknown}
 			p.Return = horizon
-		case op.Kind == history.Write: // Fail: it did not happen
+		case write: // Fail, the request rejected: it did not happen
 			kr.FailedWrites++
 			continue
 		case op.Outcome == history.OK: // a read

@@ -37,7 +37,8 @@ const (
 	// OK: the operation happened, and its result is known.
 	OK Outcome = "ok"
 	// Fail: the operation definitely did not happen (the node rejected
-	// the request itself, e.g. InvalidArgument).
+	// the request itself, e.g. InvalidArgument, or a compare-and-swap's
+	// comparison failed: then ConditionFailed is set too).
 	Fail Outcome = "fail"
 	// Unknown: the operation may or may not have happened (a timeout, a
 	// lost connection, Unavailable at the deadline). A write with this
@@ -53,6 +54,9 @@ const (
 	Read Kind = "read"
 	// Write is a Put.
 	Write Kind = "write"
+	// CAS is a compare-and-swap: it writes Value only if the key's value
+	// is Old.
+	CAS Kind = "cas"
 )
 
 // Workload names.
@@ -71,12 +75,19 @@ type Op struct {
 	// takes a new process number after an Unknown outcome, because the
 	// old operation may still be in flight, as in Jepsen.
 	Process int `json:"process"`
-	// Kind is Read or Write.
+	// Kind is Read, Write or CAS.
 	Kind Kind `json:"kind"`
 	// Key is the key.
 	Key string `json:"key"`
-	// Value is the value written, or the value read (OK reads).
+	// Value is the value written (the new value of a CAS), or the value
+	// read (OK reads).
 	Value string `json:"value,omitempty"`
+	// Old is the value a CAS compares with.
+	Old string `json:"old,omitempty"`
+	// ConditionFailed marks a CAS that failed because the key's value was
+	// not Old (client.ErrConditionFailed): it wrote nothing, and it
+	// observed a value other than Old. Its Outcome is Fail.
+	ConditionFailed bool `json:"condition_failed,omitempty"`
 	// Empty is true for an OK read that found no value (NotFound).
 	Empty bool `json:"empty,omitempty"`
 	// Call and Return are the invocation and completion times on the

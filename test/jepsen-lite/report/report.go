@@ -56,6 +56,10 @@ type Ops struct {
 	FinalReads Counts `json:"final_reads"`
 	// DirectReads counts register reads sent to one node directly.
 	DirectReads Counts `json:"direct_reads"`
+	// CAS counts the register's compare-and-swaps (part of Register):
+	// ok swapped, fail did not (nearly always a failed comparison),
+	// unknown may have.
+	CAS Counts `json:"cas"`
 }
 
 // CountOps counts ops.
@@ -71,6 +75,9 @@ func CountOps(ops []history.Op) Ops {
 			c.Register.add(op.Outcome)
 			if op.Node != "" {
 				c.DirectReads.add(op.Outcome)
+			}
+			if op.Kind == history.CAS {
+				c.CAS.add(op.Outcome)
 			}
 		} else {
 			c.Set.add(op.Outcome)
@@ -177,9 +184,9 @@ func (s *Summary) Line() string {
 	if s.SettleError != "" {
 		settle = "NOT SETTLED"
 	}
-	return fmt.Sprintf("jepsen-lite %s seed=%d%s: %s; ops=%d ok=%d fail=%d unknown=%d faults=%d; register %d/%d keys not valid; set lost=%d phantom=%d corrupt=%d unread=%d; joined %d/%d removed %d/%d dead %d, %s; %s",
+	return fmt.Sprintf("jepsen-lite %s seed=%d%s: %s; ops=%d ok=%d fail=%d unknown=%d faults=%d; cas ok=%d fail=%d unknown=%d; register %d/%d keys not valid; set lost=%d phantom=%d corrupt=%d unread=%d; joined %d/%d removed %d/%d dead %d, %s; %s",
 		s.Nemesis, s.Seed, control, verdict, s.Ops.All.Total, s.Ops.All.OK, s.Ops.All.Fail, s.Ops.All.Unknown, s.Faults,
-		bad, len(s.Register.Keys), len(s.Set.Lost), len(s.Set.Phantom), len(s.Set.Corrupt), len(s.Set.Unread),
+		s.Ops.CAS.OK, s.Ops.CAS.Fail, s.Ops.CAS.Unknown, bad, len(s.Register.Keys), len(s.Set.Lost), len(s.Set.Phantom), len(s.Set.Corrupt), len(s.Set.Unread),
 		m.Joined, m.JoinsStarted, m.Left, m.RemovalsStarted, m.MarkedDead, settle, s.Dir)
 }
 

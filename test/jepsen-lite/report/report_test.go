@@ -12,14 +12,15 @@ func TestCountOps(t *testing.T) {
 	ops := []history.Op{
 		{Workload: history.Register, Outcome: history.OK},
 		{Workload: history.Register, Outcome: history.Unknown, Node: "n1"},
+		{Workload: history.Register, Kind: history.CAS, Outcome: history.Fail, ConditionFailed: true},
 		{Workload: history.Set, Outcome: history.Fail},
 		{Workload: history.Set, Outcome: history.OK, Final: true},
 	}
 	c := CountOps(ops)
-	if c.All != (Counts{Total: 3, OK: 1, Fail: 1, Unknown: 1}) {
+	if c.All != (Counts{Total: 4, OK: 1, Fail: 2, Unknown: 1}) {
 		t.Errorf("all = %+v", c.All)
 	}
-	if c.Register.Total != 2 || c.Set.Total != 1 || c.FinalReads.OK != 1 || c.DirectReads.Unknown != 1 {
+	if c.Register.Total != 3 || c.Set.Total != 1 || c.FinalReads.OK != 1 || c.DirectReads.Unknown != 1 || c.CAS != (Counts{Total: 1, Fail: 1}) {
 		t.Errorf("counts = %+v", c)
 	}
 }
@@ -33,7 +34,7 @@ func TestLineAndTable(t *testing.T) {
 		t.Error("an invalid run is not Failed")
 	}
 	line := s.Line()
-	for _, want := range []string{"bridge", "seed=42", "INVALID", "1/2 keys not valid", "lost=1", "joined 2/3 removed 1/1 dead 4, settled", "runs/x"} {
+	for _, want := range []string{"bridge", "seed=42", "INVALID", "1/2 keys not valid", "cas ok=0 fail=0 unknown=0", "lost=1", "joined 2/3 removed 1/1 dead 4, settled", "runs/x"} {
 		if !strings.Contains(line, want) {
 			t.Errorf("Line() = %q; lacks %q", line, want)
 		}

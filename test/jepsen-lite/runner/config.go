@@ -56,6 +56,9 @@ type Config struct {
 	// library's routing.
 	Reads       float64
 	DirectReads float64
+	// CAS is the share of the register's other operations that are
+	// compare-and-swaps rather than plain writes.
+	CAS float64
 	// Think is the mean pause between two operations of a worker.
 	Think time.Duration
 	// OpTimeout bounds each operation, retries included: past it the
@@ -107,6 +110,7 @@ func DefaultConfig() Config {
 		SetWorkers:      2,
 		Reads:           0.5,
 		DirectReads:     0.3,
+		CAS:             0.5,
 		Think:           50 * time.Millisecond,
 		OpTimeout:       2 * time.Second,
 		AttemptTimeout:  500 * time.Millisecond,
@@ -129,6 +133,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("runner: %d shards", c.Shards)
 	case c.RegisterKeys < 1 || c.RegisterWorkers < 1 || c.SetWorkers < 0:
 		return fmt.Errorf("runner: workload %d keys, %d register workers, %d set workers", c.RegisterKeys, c.RegisterWorkers, c.SetWorkers)
+	case c.Reads < 0 || c.Reads > 1 || c.DirectReads < 0 || c.DirectReads > 1 || c.CAS < 0 || c.CAS > 1:
+		return fmt.Errorf("runner: shares must be in [0, 1]: reads %g, direct reads %g, cas %g", c.Reads, c.DirectReads, c.CAS)
 	case c.Duration <= 0 || c.OpTimeout <= 0 || c.AttemptTimeout <= 0 || c.CheckTimeout <= 0 || c.DeadAfter <= 0:
 		return errors.New("runner: durations and timeouts must be > 0")
 	case c.Schedule.Quiet.Min <= 0 || c.Schedule.Hold.Min <= 0:

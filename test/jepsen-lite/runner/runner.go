@@ -278,7 +278,7 @@ func (r *run) workloads(ctx context.Context, keys []string) (*workload.Register,
 		return c, nil
 	}
 	reg := &workload.Register{
-		Keys: keys, Reads: r.cfg.Reads, DirectReads: r.cfg.DirectReads, OpTimeout: r.cfg.OpTimeout,
+		Keys: keys, Reads: r.cfg.Reads, DirectReads: r.cfg.DirectReads, CAS: r.cfg.CAS, OpTimeout: r.cfg.OpTimeout,
 		Think: r.cfg.Think, Seed: r.cfg.Seed, Clock: r.clock, Recorder: r.recorder,
 	}
 	for i := range r.cfg.RegisterWorkers {

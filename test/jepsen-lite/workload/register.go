@@ -44,9 +44,9 @@ type RegisterWorker struct {
 	DirectPick func() (node string, rd Reader)
 }
 
-// Register is the register workload: workers read and write a few keys at
-// random, each write with a value never written before, so that the
-// checker can tell every write apart.
+// Register is the register workload: workers read, write and
+// compare-and-swap a few keys at random, each write or swap with a value
+// never written before, so that the checker can tell every write apart.
 type Register struct {
 	// Keys are the registers.
 	Keys []string
@@ -54,6 +54,12 @@ type Register struct {
 	Workers []RegisterWorker
 	// Reads is the share of operations that are reads (0 to 1).
 	Reads float64
+	// CAS is the share of the other operations that are compare-and-swaps
+	// rather than plain writes (0 to 1), when the worker's Client is a
+	// Swapper. A swap expects the value the worker last read or wrote for
+	// the key (most of the time) or one of the key's recent values seen
+	// by any worker; with none known yet, the worker writes instead.
+	CAS float64
 	// DirectReads is the share of reads sent through a worker's Direct
 	// reader rather than its Client.
 	DirectReads float64
@@ -66,6 +72,40 @@ type Register struct {
 	// Clock and Recorder time and record the operations.
 	Clock    *history.Clock
 	Recorder *history.Recorder
+
+	recent struct {
+		sync.Mutex
+		vals map[string][]string // per key, the last recentVals values seen OK
+	}
+}
+
+// recentVals is how many recent values of a key the workers share as
+// candidates for a swap's expected value.
+const recentVals = 5
+
+// saw notes that value was the key's value (an OK read, write or swap).
+func (r *Register) saw(key, value string) {
+	r.recent.Lock()
+	defer r.recent.Unlock()
+	if r.recent.vals == nil {
+		r.recent.vals = map[string][]string{}
+	}
+	vs := append(r.recent.vals[key], value)
+	if len(vs) > recentVals {
+		vs = vs[len(vs)-recentVals:]
+	}
+	r.recent.vals[key] = vs
+}
+
+// recentValue returns one of the key's recent values, "" when none.
+func (r *Register) recentValue(rng *rand.Rand, key string) string {
+	r.recent.Lock()
+	defer r.recent.Unlock()
+	vs := r.recent.vals[key]
+	if len(vs) == 0 {
+		return ""
+	}
+	return vs[rng.IntN(len(vs))]
 }
 
 // Run runs the workers until ctx ends. An operation in flight then is not
@@ -86,10 +126,23 @@ func (r *Register) work(ctx context.Context, i int) {
 	w := r.Workers[i]
 	rng := rand.New(rand.NewPCG(uint64(r.Seed), uint64(i)))
 	process := i
+	swapper, canSwap := w.Client.(Swapper)
+	last := map[string]string{} // the value this worker last saw per key
 	for seq := 0; ctx.Err() == nil; seq++ {
 		key := r.Keys[rng.IntN(len(r.Keys))]
+		value := fmt.Sprintf("%d.%d", i, seq)
 		var op history.Op
-		if rng.Float64() < r.Reads {
+		read := rng.Float64() < r.Reads
+		old := "" // the value a swap expects; "" for a plain write
+		if !read && canSwap && rng.Float64() < r.CAS {
+			if v, ok := last[key]; ok && rng.Float64() < 0.8 {
+				old = v
+			} else {
+				old = r.recentValue(rng, key) // "" when none yet: a write
+			}
+		}
+		switch {
+		case read:
 			rd, node := Reader(w.Client), ""
 			if (w.Direct != nil || w.DirectPick != nil) && rng.Float64() < r.DirectReads {
 				if w.DirectPick == nil {
@@ -100,11 +153,20 @@ func (r *Register) work(ctx context.Context, i int) {
 			}
 			op = r.read(ctx, rd, key)
 			op.Node = node
-		} else {
-			op = r.write(ctx, w.Client, key, fmt.Sprintf("%d.%d", i, seq))
+		case old != "":
+			op = r.cas(ctx, swapper, key, old, value)
+		default:
+			op = r.write(ctx, w.Client, key, value)
 		}
 		op.Process = process
 		r.Recorder.Add(op)
+		switch {
+		case op.Outcome == history.OK && (op.Kind != history.Read || !op.Empty):
+			last[key] = op.Value
+			r.saw(key, op.Value)
+		case op.Kind != history.Read: // a failed swap or an unknown write: the value is not known
+			delete(last, key)
+		}
 		if op.Outcome == history.Unknown {
 			process += len(r.Workers) // the old process may still be in flight
 		}
@@ -136,6 +198,20 @@ func (r *Register) write(ctx context.Context, wr Writer, key, value string) hist
 	err := wr.Put(octx, key, value)
 	op.Return = r.Clock.Now()
 	op.Outcome = outcome(err)
+	if err != nil {
+		op.Error = err.Error()
+	}
+	return op
+}
+
+func (r *Register) cas(ctx context.Context, sw Swapper, key, old, value string) history.Op {
+	octx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.OpTimeout)
+	defer cancel()
+	op := history.Op{Workload: history.Register, Kind: history.CAS, Key: key, Old: old, Value: value, Call: r.Clock.Now()}
+	err := sw.CompareAndSwap(octx, key, old, value)
+	op.Return = r.Clock.Now()
+	op.Outcome = outcome(err)
+	op.ConditionFailed = conditionFailed(err)
 	if err != nil {
 		op.Error = err.Error()
 	}

@@ -34,6 +34,13 @@ type ReadWriter interface {
 	Writer
 }
 
+// Swapper compare-and-swaps a key: it writes value only if the key's
+// current value is old. A comparison that fails returns an error for which
+// errors.Is(err, client.ErrConditionFailed) holds.
+type Swapper interface {
+	CompareAndSwap(ctx context.Context, key, old, value string) error
+}
+
 // Library is a ReadWriter over the client library: it routes each call to
 // the shard's leader and retries within the call's deadline (writes with
 // their request ID, so at most once).
@@ -59,6 +66,12 @@ func (l Library) Put(ctx context.Context, key, value string) error {
 	return err
 }
 
+// CompareAndSwap implements Swapper.
+func (l Library) CompareAndSwap(ctx context.Context, key, old, value string) error {
+	_, err := l.C.CompareAndSwap(ctx, []byte(key), []byte(old), []byte(value))
+	return err
+}
+
 // Direct is a Reader that sends each read, once, to one node over raw
 // gRPC, bypassing the client library's routing. Any node must answer any
 // read linearizably (a node that does not lead the shard forwards it), so
@@ -81,14 +94,25 @@ func (d Direct) Get(ctx context.Context, key string) (string, bool, error) {
 }
 
 // outcome classifies a call's error: nil is OK; a rejection of the request
-// itself (InvalidArgument) definitely did not happen; anything else (a
-// deadline, Unavailable, a lost connection) may or may not have.
+// itself (InvalidArgument) or a failed comparison (ErrConditionFailed)
+// definitely did not happen; anything else (a deadline, Unavailable, a lost
+// connection) may or may not have.
 func outcome(err error) history.Outcome {
 	switch {
 	case err == nil:
 		return history.OK
-	case errors.Is(err, client.ErrInvalidArgument), status.Code(err) == codes.InvalidArgument:
+	case errors.Is(err, client.ErrInvalidArgument), status.Code(err) == codes.InvalidArgument,
+		errors.Is(err, client.ErrConditionFailed):
 		return history.Fail
 	}
 	return history.Unknown
+}
+
+// conditionFailed reports a failed comparison: the write did not happen
+// because the key's value was not the expected one, which is an
+// observation of the key, unlike a rejected request. A rejection of the
+// request itself takes precedence (it was never evaluated).
+func conditionFailed(err error) bool {
+	return errors.Is(err, client.ErrConditionFailed) &&
+		!errors.Is(err, client.ErrInvalidArgument) && status.Code(err) != codes.InvalidArgument
 }

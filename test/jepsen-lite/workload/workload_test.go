@@ -50,11 +50,47 @@ func (m *memStore) Put(_ context.Context, key, value string) error {
 	return nil
 }
 
+// CompareAndSwap implements Swapper, linearizably (the stale store's
+// reads are broken, its swaps are not).
+func (m *memStore) CompareAndSwap(_ context.Context, key, old, value string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if v, ok := m.vals[key]; !ok || v != old {
+		return &client.ConditionError{Op: "put", Key: []byte(key)}
+	}
+	m.prev[key] = m.vals[key]
+	m.vals[key] = value
+	return nil
+}
+
+// badCAS is a memStore whose swaps are broken: blind swaps write without
+// comparing, spurious ones fail every other comparison that holds.
+type badCAS struct {
+	*memStore
+	blind bool
+	n     int
+}
+
+func (b *badCAS) CompareAndSwap(ctx context.Context, key, old, value string) error {
+	b.mu.Lock()
+	cur, found := b.vals[key]
+	b.n++
+	spurious := !b.blind && b.n%2 == 0 && found && cur == old
+	b.mu.Unlock()
+	switch {
+	case b.blind:
+		return b.Put(ctx, key, value)
+	case spurious:
+		return &client.ConditionError{Op: "put", Key: []byte(key)}
+	}
+	return b.memStore.CompareAndSwap(ctx, key, old, value)
+}
+
 func runRegister(t *testing.T, store ReadWriter) []history.Op {
 	t.Helper()
 	rec := history.NewRecorder(nil)
 	r := &Register{
-		Keys: RegisterKeys(3, 8), Reads: 0.5, DirectReads: 0.5, OpTimeout: time.Second,
+		Keys: RegisterKeys(3, 8), Reads: 0.5, DirectReads: 0.5, CAS: 0.5, OpTimeout: time.Second,
 		Think: time.Millisecond, Seed: 1, Clock: history.NewClock(), Recorder: rec,
 	}
 	for range 4 {
@@ -77,6 +113,34 @@ func TestRegisterAgainstMemory(t *testing.T) {
 	}
 	if res := checker.CheckRegister(runRegister(t, newMem(true)), 10*time.Second); res.Verdict != checker.Invalid {
 		t.Errorf("stale store: verdict %s; want %s", res.Verdict, checker.Invalid)
+	}
+}
+
+// TestRegisterCASAgainstMemory runs swaps against a linearizable store
+// (valid, with swaps that succeed and swaps whose comparison fails) and
+// against stores whose swaps are broken (invalid).
+func TestRegisterCASAgainstMemory(t *testing.T) {
+	ops := runRegister(t, newMem(false))
+	counts := map[history.Outcome]int{}
+	for _, op := range ops {
+		if op.Kind == history.CAS {
+			counts[op.Outcome]++
+			if op.Outcome == history.Fail && !op.ConditionFailed {
+				t.Errorf("swap failed without a failed comparison: %+v", op)
+			}
+		}
+	}
+	if counts[history.OK] == 0 || counts[history.Fail] == 0 {
+		t.Errorf("swaps by outcome = %v; want some ok and some failed", counts)
+	}
+	if res := checker.CheckRegister(ops, 10*time.Second); res.Verdict != checker.Valid {
+		t.Errorf("linearizable store: verdict %s; want %s", res.Verdict, checker.Valid)
+	}
+	for _, blind := range []bool{true, false} {
+		res := checker.CheckRegister(runRegister(t, &badCAS{memStore: newMem(false), blind: blind}), 10*time.Second)
+		if res.Verdict != checker.Invalid {
+			t.Errorf("broken swaps (blind %v): verdict %s; want %s", blind, res.Verdict, checker.Invalid)
+		}
 	}
 }
 
@@ -127,6 +191,7 @@ func TestOutcome(t *testing.T) {
 	}{
 		{nil, history.OK},
 		{&client.ServerError{Op: "put", Code: codes.InvalidArgument}, history.Fail},
+		{&client.ConditionError{Op: "put", Key: []byte("k")}, history.Fail},
 		{context.DeadlineExceeded, history.Unknown},
 		{errors.New("connection reset"), history.Unknown},
 	} {

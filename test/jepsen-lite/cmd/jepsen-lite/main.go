@@ -79,6 +79,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.RegisterWorkers, "workers", cfg.RegisterWorkers, "register workers")
 	fs.IntVar(&cfg.SetWorkers, "set-workers", cfg.SetWorkers, "set workers")
 	fs.Float64Var(&cfg.DirectReads, "direct-reads", cfg.DirectReads, "share of register reads sent straight to one node")
+	fs.Float64Var(&cfg.CAS, "cas", cfg.CAS, "share of register writes that are compare-and-swaps (0: plain writes only)")
 	fs.DurationVar(&cfg.OpTimeout, "op-timeout", cfg.OpTimeout, "deadline of each operation; past it the outcome is unknown")
 	fs.BoolVar(&cfg.UnsafeLocalReads, "unsafe-local-reads", false, "negative control: start the nodes with --unsafe-local-reads (a violation is expected)")
 	fs.BoolVar(&cfg.KeepData, "keep-data", false, "keep the nodes' data directories of valid runs")
@@ -180,6 +181,9 @@ func replay(prog string, c runner.Config, name string, churn churnBounds) string
 	}
 	if churn.minLive != 0 {
 		fmt.Fprintf(&b, " --min-live %d", churn.minLive)
+	}
+	if def := runner.DefaultConfig(); c.CAS != def.CAS {
+		fmt.Fprintf(&b, " --cas %g", c.CAS)
 	}
 	if c.UnsafeLocalReads {
 		b.WriteString(" --unsafe-local-reads")
