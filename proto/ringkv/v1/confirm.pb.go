@@ -130,6 +130,212 @@ func (x *ConfirmTermResponse) GetTerm() uint64 {
 	return 0
 }
 
+type ConfirmTermsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Groups        []*GroupTerm           `protobuf:"bytes,1,rep,name=groups,proto3" json:"groups,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfirmTermsRequest) Reset() {
+	*x = ConfirmTermsRequest{}
+	mi := &file_ringkv_v1_confirm_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfirmTermsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfirmTermsRequest) ProtoMessage() {}
+
+func (x *ConfirmTermsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ringkv_v1_confirm_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfirmTermsRequest.ProtoReflect.Descriptor instead.
+func (*ConfirmTermsRequest) Descriptor() ([]byte, []int) {
+	return file_ringkv_v1_confirm_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ConfirmTermsRequest) GetGroups() []*GroupTerm {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+// GroupTerm asks whether the replica of group is still in term.
+type GroupTerm struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Group         uint64                 `protobuf:"varint,1,opt,name=group,proto3" json:"group,omitempty"`
+	Term          uint64                 `protobuf:"varint,2,opt,name=term,proto3" json:"term,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupTerm) Reset() {
+	*x = GroupTerm{}
+	mi := &file_ringkv_v1_confirm_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupTerm) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupTerm) ProtoMessage() {}
+
+func (x *GroupTerm) ProtoReflect() protoreflect.Message {
+	mi := &file_ringkv_v1_confirm_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupTerm.ProtoReflect.Descriptor instead.
+func (*GroupTerm) Descriptor() ([]byte, []int) {
+	return file_ringkv_v1_confirm_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *GroupTerm) GetGroup() uint64 {
+	if x != nil {
+		return x.Group
+	}
+	return 0
+}
+
+func (x *GroupTerm) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
+type ConfirmTermsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// answers has one entry per request group, in the request's order.
+	Answers       []*GroupTermAnswer `protobuf:"bytes,1,rep,name=answers,proto3" json:"answers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfirmTermsResponse) Reset() {
+	*x = ConfirmTermsResponse{}
+	mi := &file_ringkv_v1_confirm_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfirmTermsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfirmTermsResponse) ProtoMessage() {}
+
+func (x *ConfirmTermsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ringkv_v1_confirm_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfirmTermsResponse.ProtoReflect.Descriptor instead.
+func (*ConfirmTermsResponse) Descriptor() ([]byte, []int) {
+	return file_ringkv_v1_confirm_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ConfirmTermsResponse) GetAnswers() []*GroupTermAnswer {
+	if x != nil {
+		return x.Answers
+	}
+	return nil
+}
+
+type GroupTermAnswer struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// current is true when the replica's term equals the requested term.
+	Current bool `protobuf:"varint,1,opt,name=current,proto3" json:"current,omitempty"`
+	// term is the replica's current term.
+	Term uint64 `protobuf:"varint,2,opt,name=term,proto3" json:"term,omitempty"`
+	// unknown_group is true when this node hosts no replica of the group
+	// (current is then false and term 0); it concerns that group only.
+	UnknownGroup  bool `protobuf:"varint,3,opt,name=unknown_group,json=unknownGroup,proto3" json:"unknown_group,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupTermAnswer) Reset() {
+	*x = GroupTermAnswer{}
+	mi := &file_ringkv_v1_confirm_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupTermAnswer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupTermAnswer) ProtoMessage() {}
+
+func (x *GroupTermAnswer) ProtoReflect() protoreflect.Message {
+	mi := &file_ringkv_v1_confirm_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupTermAnswer.ProtoReflect.Descriptor instead.
+func (*GroupTermAnswer) Descriptor() ([]byte, []int) {
+	return file_ringkv_v1_confirm_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *GroupTermAnswer) GetCurrent() bool {
+	if x != nil {
+		return x.Current
+	}
+	return false
+}
+
+func (x *GroupTermAnswer) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
+func (x *GroupTermAnswer) GetUnknownGroup() bool {
+	if x != nil {
+		return x.UnknownGroup
+	}
+	return false
+}
+
 var File_ringkv_v1_confirm_proto protoreflect.FileDescriptor
 
 const file_ringkv_v1_confirm_proto_rawDesc = "" +
@@ -140,9 +346,21 @@ const file_ringkv_v1_confirm_proto_rawDesc = "" +
 	"\x04term\x18\x02 \x01(\x04R\x04term\"C\n" +
 	"\x13ConfirmTermResponse\x12\x18\n" +
 	"\acurrent\x18\x01 \x01(\bR\acurrent\x12\x12\n" +
-	"\x04term\x18\x02 \x01(\x04R\x04term2[\n" +
+	"\x04term\x18\x02 \x01(\x04R\x04term\"C\n" +
+	"\x13ConfirmTermsRequest\x12,\n" +
+	"\x06groups\x18\x01 \x03(\v2\x14.ringkv.v1.GroupTermR\x06groups\"5\n" +
+	"\tGroupTerm\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\x04R\x05group\x12\x12\n" +
+	"\x04term\x18\x02 \x01(\x04R\x04term\"L\n" +
+	"\x14ConfirmTermsResponse\x124\n" +
+	"\aanswers\x18\x01 \x03(\v2\x1a.ringkv.v1.GroupTermAnswerR\aanswers\"d\n" +
+	"\x0fGroupTermAnswer\x12\x18\n" +
+	"\acurrent\x18\x01 \x01(\bR\acurrent\x12\x12\n" +
+	"\x04term\x18\x02 \x01(\x04R\x04term\x12#\n" +
+	"\runknown_group\x18\x03 \x01(\bR\funknownGroup2\xac\x01\n" +
 	"\vReadConfirm\x12L\n" +
-	"\vConfirmTerm\x12\x1d.ringkv.v1.ConfirmTermRequest\x1a\x1e.ringkv.v1.ConfirmTermResponseB3Z1github.com/ringkv/ringkv/proto/ringkv/v1;ringkvv1b\x06proto3"
+	"\vConfirmTerm\x12\x1d.ringkv.v1.ConfirmTermRequest\x1a\x1e.ringkv.v1.ConfirmTermResponse\x12O\n" +
+	"\fConfirmTerms\x12\x1e.ringkv.v1.ConfirmTermsRequest\x1a\x1f.ringkv.v1.ConfirmTermsResponseB3Z1github.com/ringkv/ringkv/proto/ringkv/v1;ringkvv1b\x06proto3"
 
 var (
 	file_ringkv_v1_confirm_proto_rawDescOnce sync.Once
@@ -156,19 +374,27 @@ func file_ringkv_v1_confirm_proto_rawDescGZIP() []byte {
 	return file_ringkv_v1_confirm_proto_rawDescData
 }
 
-var file_ringkv_v1_confirm_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_ringkv_v1_confirm_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_ringkv_v1_confirm_proto_goTypes = []any{
-	(*ConfirmTermRequest)(nil),  // 0: ringkv.v1.ConfirmTermRequest
-	(*ConfirmTermResponse)(nil), // 1: ringkv.v1.ConfirmTermResponse
+	(*ConfirmTermRequest)(nil),   // 0: ringkv.v1.ConfirmTermRequest
+	(*ConfirmTermResponse)(nil),  // 1: ringkv.v1.ConfirmTermResponse
+	(*ConfirmTermsRequest)(nil),  // 2: ringkv.v1.ConfirmTermsRequest
+	(*GroupTerm)(nil),            // 3: ringkv.v1.GroupTerm
+	(*ConfirmTermsResponse)(nil), // 4: ringkv.v1.ConfirmTermsResponse
+	(*GroupTermAnswer)(nil),      // 5: ringkv.v1.GroupTermAnswer
 }
 var file_ringkv_v1_confirm_proto_depIdxs = []int32{
-	0, // 0: ringkv.v1.ReadConfirm.ConfirmTerm:input_type -> ringkv.v1.ConfirmTermRequest
-	1, // 1: ringkv.v1.ReadConfirm.ConfirmTerm:output_type -> ringkv.v1.ConfirmTermResponse
-	1, // [1:2] is the sub-list for method output_type
-	0, // [0:1] is the sub-list for method input_type
-	0, // [0:0] is the sub-list for extension type_name
-	0, // [0:0] is the sub-list for extension extendee
-	0, // [0:0] is the sub-list for field type_name
+	3, // 0: ringkv.v1.ConfirmTermsRequest.groups:type_name -> ringkv.v1.GroupTerm
+	5, // 1: ringkv.v1.ConfirmTermsResponse.answers:type_name -> ringkv.v1.GroupTermAnswer
+	0, // 2: ringkv.v1.ReadConfirm.ConfirmTerm:input_type -> ringkv.v1.ConfirmTermRequest
+	2, // 3: ringkv.v1.ReadConfirm.ConfirmTerms:input_type -> ringkv.v1.ConfirmTermsRequest
+	1, // 4: ringkv.v1.ReadConfirm.ConfirmTerm:output_type -> ringkv.v1.ConfirmTermResponse
+	4, // 5: ringkv.v1.ReadConfirm.ConfirmTerms:output_type -> ringkv.v1.ConfirmTermsResponse
+	4, // [4:6] is the sub-list for method output_type
+	2, // [2:4] is the sub-list for method input_type
+	2, // [2:2] is the sub-list for extension type_name
+	2, // [2:2] is the sub-list for extension extendee
+	0, // [0:2] is the sub-list for field type_name
 }
 
 func init() { file_ringkv_v1_confirm_proto_init() }
@@ -182,7 +408,7 @@ func file_ringkv_v1_confirm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ringkv_v1_confirm_proto_rawDesc), len(file_ringkv_v1_confirm_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   2,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -22,7 +22,8 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ReadConfirm_ConfirmTerm_FullMethodName = "/ringkv.v1.ReadConfirm/ConfirmTerm"
+	ReadConfirm_ConfirmTerm_FullMethodName  = "/ringkv.v1.ReadConfirm/ConfirmTerm"
+	ReadConfirm_ConfirmTerms_FullMethodName = "/ringkv.v1.ReadConfirm/ConfirmTerms"
 )
 
 // ReadConfirmClient is the client API for ReadConfirm service.
@@ -36,7 +37,15 @@ type ReadConfirmClient interface {
 	// in the given Raft term. A replica never leaves a term for a lower one,
 	// so "yes" from a quorum, asked after a read arrived, proves no leader of
 	// a later term had committed anything when the read arrived.
+	//
+	// Nodes now send ConfirmTerms; ConfirmTerm is still served for nodes of
+	// an older version, and a node falls back to it when a peer does not
+	// implement ConfirmTerms.
 	ConfirmTerm(ctx context.Context, in *ConfirmTermRequest, opts ...grpc.CallOption) (*ConfirmTermResponse, error)
+	// ConfirmTerms is ConfirmTerm for many groups at once: a node sends one
+	// request to a peer for all its groups that are confirming leadership at
+	// that moment. The answers are in the order of the request's groups.
+	ConfirmTerms(ctx context.Context, in *ConfirmTermsRequest, opts ...grpc.CallOption) (*ConfirmTermsResponse, error)
 }
 
 type readConfirmClient struct {
@@ -57,6 +66,16 @@ func (c *readConfirmClient) ConfirmTerm(ctx context.Context, in *ConfirmTermRequ
 	return out, nil
 }
 
+func (c *readConfirmClient) ConfirmTerms(ctx context.Context, in *ConfirmTermsRequest, opts ...grpc.CallOption) (*ConfirmTermsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ConfirmTermsResponse)
+	err := c.cc.Invoke(ctx, ReadConfirm_ConfirmTerms_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ReadConfirmServer is the server API for ReadConfirm service.
 // All implementations must embed UnimplementedReadConfirmServer
 // for forward compatibility.
@@ -68,7 +87,15 @@ type ReadConfirmServer interface {
 	// in the given Raft term. A replica never leaves a term for a lower one,
 	// so "yes" from a quorum, asked after a read arrived, proves no leader of
 	// a later term had committed anything when the read arrived.
+	//
+	// Nodes now send ConfirmTerms; ConfirmTerm is still served for nodes of
+	// an older version, and a node falls back to it when a peer does not
+	// implement ConfirmTerms.
 	ConfirmTerm(context.Context, *ConfirmTermRequest) (*ConfirmTermResponse, error)
+	// ConfirmTerms is ConfirmTerm for many groups at once: a node sends one
+	// request to a peer for all its groups that are confirming leadership at
+	// that moment. The answers are in the order of the request's groups.
+	ConfirmTerms(context.Context, *ConfirmTermsRequest) (*ConfirmTermsResponse, error)
 	mustEmbedUnimplementedReadConfirmServer()
 }
 
@@ -81,6 +108,9 @@ type UnimplementedReadConfirmServer struct{}
 
 func (UnimplementedReadConfirmServer) ConfirmTerm(context.Context, *ConfirmTermRequest) (*ConfirmTermResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ConfirmTerm not implemented")
+}
+func (UnimplementedReadConfirmServer) ConfirmTerms(context.Context, *ConfirmTermsRequest) (*ConfirmTermsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ConfirmTerms not implemented")
 }
 func (UnimplementedReadConfirmServer) mustEmbedUnimplementedReadConfirmServer() {}
 func (UnimplementedReadConfirmServer) testEmbeddedByValue()                     {}
@@ -121,6 +151,24 @@ func _ReadConfirm_ConfirmTerm_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ReadConfirm_ConfirmTerms_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ConfirmTermsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ReadConfirmServer).ConfirmTerms(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ReadConfirm_ConfirmTerms_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ReadConfirmServer).ConfirmTerms(ctx, req.(*ConfirmTermsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ReadConfirm_ServiceDesc is the grpc.ServiceDesc for ReadConfirm service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -131,6 +179,10 @@ var ReadConfirm_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ConfirmTerm",
 			Handler:    _ReadConfirm_ConfirmTerm_Handler,
+		},
+		{
+			MethodName: "ConfirmTerms",
+			Handler:    _ReadConfirm_ConfirmTerms_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
