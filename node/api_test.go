@@ -362,6 +362,14 @@ func TestNewCallsRefuseBadInput(t *testing.T) {
 		}, "key 1: key is empty"},
 		{"scan over the limit", func() error { _, err := kv.Scan(ctx, &ringkvv1.ScanRequest{Limit: 10_001}); return err }, "maximum is 10000"},
 		{"bad page token", func() error { _, err := kv.Scan(ctx, &ringkvv1.ScanRequest{PageToken: []byte{9}}); return err }, "page_token"},
+		{"watch of an empty key", func() error {
+			stream, err := kv.Watch(ctx, &ringkvv1.WatchRequest{})
+			if err != nil {
+				return err
+			}
+			_, err = stream.Recv()
+			return err
+		}, "key is empty"},
 	} {
 		err := tc.call()
 		if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), tc.want) {

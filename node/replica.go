@@ -18,6 +18,11 @@ type shardReplica struct {
 // Get reads the local state machine.
 func (r *shardReplica) Get(key []byte) (shard.Value, bool) { return r.sm.Get(key) }
 
+// Events reads the local replica's recent changes, for watchers.
+func (r *shardReplica) Events(after uint64, match func([]byte) bool, limit int) ([]shard.Event, uint64, error) {
+	return r.sm.Events(after, match, limit)
+}
+
 // Scan reads keys of the local state machine in order.
 func (r *shardReplica) Scan(prefix, after []byte, limit int, keysOnly bool) ([]shard.KeyValue, bool) {
 	return r.sm.Scan(prefix, after, limit, keysOnly)

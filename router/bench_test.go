@@ -26,6 +26,11 @@ func (r *benchReplica) Get([]byte) (shard.Value, bool) { return r.value, true }
 func (r *benchReplica) Scan([]byte, []byte, int, bool) ([]shard.KeyValue, bool) {
 	return nil, false
 }
+func (r *benchReplica) AppliedIndex() uint64 { return 0 }
+func (r *benchReplica) Events(uint64, func([]byte) bool, int) ([]shard.Event, uint64, error) {
+	return nil, 0, nil
+}
+func (r *benchReplica) WaitApplied(context.Context, uint64) error { return nil }
 
 type benchReplicas []*benchReplica
 

@@ -88,6 +88,16 @@ func (f *fakeReplica) Scan(prefix, after []byte, limit int, keysOnly bool) ([]sh
 	return out, more
 }
 
+// The fake holds no event history: watches are tested on real clusters.
+func (f *fakeReplica) AppliedIndex() uint64 { return 0 }
+func (f *fakeReplica) Events(uint64, func([]byte) bool, int) ([]shard.Event, uint64, error) {
+	return nil, 0, nil
+}
+func (f *fakeReplica) WaitApplied(ctx context.Context, _ uint64) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
 func (f *fakeReplica) counts() (barriers, proposals int) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -295,4 +305,9 @@ func (f *fakeForwarder) MultiGet(_ context.Context, a string, keys [][]byte) ([]
 func (f *fakeForwarder) ScanShard(_ context.Context, a string, sid shard.ID, q ScanQuery) (ScanPage, string, error) {
 	r := f.reply(fwdCall{op: "scanshard", addr: a, key: string(q.After)})
 	return r.page, r.leader, r.err
+}
+
+func (f *fakeForwarder) WatchShard(ctx context.Context, a string, sid shard.ID, q WatchQuery, after uint64, fromNow bool, recv func(WatchBatch) error) error {
+	r := f.reply(fwdCall{op: "watchshard", addr: a, key: string(q.Key)})
+	return r.err
 }

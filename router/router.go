@@ -55,6 +55,11 @@ type Replica interface {
 	// Scan reads keys of the local state machine in order (see
 	// shard.StateMachine.Scan).
 	Scan(prefix, after []byte, limit int, keysOnly bool) ([]shard.KeyValue, bool)
+	// AppliedIndex, Events and WaitApplied serve watches (see
+	// shard.StateMachine).
+	AppliedIndex() uint64
+	Events(after uint64, match func(key []byte) bool, limit int) ([]shard.Event, uint64, error)
+	WaitApplied(ctx context.Context, index uint64) error
 }
 
 // Replicas finds the replicas this node hosts.
@@ -81,6 +86,10 @@ type Forwarder interface {
 	MultiGet(ctx context.Context, addr string, keys [][]byte) ([]GetItem, string, error)
 	// ScanShard reads a page of one shard (see Router.ScanShard).
 	ScanShard(ctx context.Context, addr string, sid shard.ID, q ScanQuery) (ScanPage, string, error)
+	// WatchShard streams a shard's events from the node at addr to recv
+	// until ctx ends, recv fails or the stream breaks; a position out of
+	// the node's history is shard.ErrCompacted.
+	WatchShard(ctx context.Context, addr string, sid shard.ID, q WatchQuery, after uint64, fromNow bool, recv func(WatchBatch) error) error
 }
 
 // Config configures a Router.

@@ -26,6 +26,8 @@ type Store interface {
 	MultiPut(ctx context.Context, puts []shard.TxnOp, req shard.RequestID, forwarded bool) ([]uint64, error)
 	Scan(ctx context.Context, q router.ScanQuery) (router.ScanPage, error)
 	ScanShard(ctx context.Context, sid shard.ID, q router.ScanQuery, forwarded bool) (router.ScanPage, error)
+	Watch(ctx context.Context, q router.WatchQuery, start map[shard.ID]uint64, send func(router.WatchBatch) error) error
+	WatchShard(ctx context.Context, sid shard.ID, q router.WatchQuery, after uint64, fromNow bool, send func(router.WatchBatch) error) error
 }
 
 // KVServer implements the public KV service.

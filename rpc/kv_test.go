@@ -97,6 +97,16 @@ func (s *fakeStore) Scan(_ context.Context, q router.ScanQuery) (router.ScanPage
 	return router.ScanPage{}, s.err
 }
 
+func (s *fakeStore) Watch(ctx context.Context, q router.WatchQuery, start map[shard.ID]uint64, send func(router.WatchBatch) error) error {
+	s.record(storeCall{op: "watch", key: q.Key})
+	return s.err
+}
+
+func (s *fakeStore) WatchShard(ctx context.Context, sid shard.ID, q router.WatchQuery, after uint64, fromNow bool, send func(router.WatchBatch) error) error {
+	s.record(storeCall{op: "watchshard", key: q.Key})
+	return s.err
+}
+
 func (s *fakeStore) ScanShard(_ context.Context, sid shard.ID, q router.ScanQuery, forwarded bool) (router.ScanPage, error) {
 	s.record(storeCall{op: "scanshard", key: q.After, forwarded: forwarded})
 	return router.ScanPage{}, s.err

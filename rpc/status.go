@@ -50,6 +50,8 @@ func toStatus(err error) error {
 		errors.Is(err, router.ErrCrossShard),
 		errors.Is(err, router.ErrInvalid):
 		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, router.ErrNotHosted):
+		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, shard.ErrStaleRequest):
 		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, replication.ErrNotLeader),

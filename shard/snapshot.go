@@ -227,6 +227,7 @@ func (sm *StateMachine) Restore(r io.Reader) error {
 	sm.mu.expiry = img.expiry
 	sm.mu.dataBytes = img.dataBytes
 	sm.mu.sessions = img.sessions
+	sm.mu.events.reset(img.index)
 	sm.applied.Store(img.index)
 	sm.mu.Unlock()
 	sm.waits.notify(img.index)

@@ -51,6 +51,14 @@ type Config struct {
 	// Memory for sessions is bounded by about
 	// MaxSessions * (200 + MaxSessionResults*40) bytes.
 	MaxSessionResults int
+
+	// EventHistory and EventHistoryBytes bound the recent changes a
+	// replica keeps for watchers (see Events), by count and by the bytes of
+	// their keys and values. They are local, not replicated semantics. A
+	// watcher further behind than this is cut off with ErrCompacted.
+	// Defaults DefaultEventHistory, DefaultEventHistoryBytes.
+	EventHistory      int
+	EventHistoryBytes int64
 }
 
 // DefaultConfig returns a Config with every field set to its default.
@@ -59,6 +67,8 @@ func DefaultConfig() Config {
 		SessionTTL:        DefaultSessionTTL,
 		MaxSessions:       DefaultMaxSessions,
 		MaxSessionResults: DefaultMaxSessionResults,
+		EventHistory:      DefaultEventHistory,
+		EventHistoryBytes: DefaultEventHistoryBytes,
 	}
 }
 
@@ -85,6 +95,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxSessionResults <= 0 {
 		c.MaxSessionResults = d.MaxSessionResults
+	}
+	if c.EventHistory <= 0 {
+		c.EventHistory = DefaultEventHistory
+	}
+	if c.EventHistoryBytes <= 0 {
+		c.EventHistoryBytes = DefaultEventHistoryBytes
 	}
 	return c
 }
@@ -211,6 +227,8 @@ type StateMachine struct {
 		sessions  *sessionTable
 		// expiry orders the keys that have a TTL by deadline.
 		expiry *btree.BTreeG[expiryKey]
+		// events are the recent changes, for watchers.
+		events *eventLog
 	}
 }
 
@@ -235,6 +253,7 @@ func NewStateMachine(cfg Config) *StateMachine {
 	sm.mu.data = btree.NewG(dataDegree, lessEntry)
 	sm.mu.sessions = newSessionTable(sm.cfg)
 	sm.mu.expiry = btree.NewG(dataDegree, lessExpiry)
+	sm.mu.events = newEventLog(sm.cfg.EventHistory, sm.cfg.EventHistoryBytes)
 	return sm
 }
 
@@ -341,11 +360,12 @@ func (sm *StateMachine) putLocked(index uint64, key, value []byte, expires int64
 		sm.mu.expiry.ReplaceOrInsert(expiryKey{at: expires, key: e.key})
 	}
 	data.ReplaceOrInsert(e)
+	sm.mu.events.add(Event{Type: EventPut, Key: e.key, Value: e.val})
 	return e.val, existed
 }
 
 // deleteLocked removes key at index and returns the removed value.
-func (sm *StateMachine) deleteLocked(_ uint64, key []byte) (Value, bool) {
+func (sm *StateMachine) deleteLocked(index uint64, key []byte) (Value, bool) {
 	old, existed := sm.mu.data.Delete(entry{key: key})
 	if !existed {
 		return Value{}, false
@@ -354,6 +374,8 @@ func (sm *StateMachine) deleteLocked(_ uint64, key []byte) (Value, bool) {
 	if old.val.ExpiresAt != 0 {
 		sm.mu.expiry.Delete(expiryKey{at: old.val.ExpiresAt, key: old.key})
 	}
+	sm.mu.events.add(Event{Type: EventDelete, Key: old.key,
+		Value: Value{Version: index, CreateVersion: old.val.CreateVersion}})
 	return old.val, true
 }
 

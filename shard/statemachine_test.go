@@ -211,7 +211,9 @@ func TestConfig(t *testing.T) {
 			t.Errorf("%+v.Validate() = %v; want ErrBadConfig", c, err)
 		}
 	}
-	if got := NewStateMachine(Config{MaxSessions: 3}).cfg; got != (Config{SessionTTL: DefaultSessionTTL, MaxSessions: 3, MaxSessionResults: DefaultMaxSessionResults}) {
+	want := DefaultConfig()
+	want.MaxSessions = 3
+	if got := NewStateMachine(Config{MaxSessions: 3}).cfg; got != want {
 		t.Errorf("NewStateMachine(Config{MaxSessions: 3}) config = %+v; want defaults but MaxSessions 3", got)
 	}
 }

@@ -94,6 +94,7 @@ func newRootCommand(lookupEnv func(string) (string, bool)) *cobra.Command {
 		newMGetCommand(a),
 		newMPutCommand(a),
 		newScanCommand(a),
+		newWatchCommand(a),
 		newClusterCommand(a),
 		newRingCommand(a),
 		newNodeCommand(a),

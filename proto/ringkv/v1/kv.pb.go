@@ -131,6 +131,56 @@ func (Compare_Result) EnumDescriptor() ([]byte, []int) {
 	return file_ringkv_v1_kv_proto_rawDescGZIP(), []int{8, 1}
 }
 
+type Event_Type int32
+
+const (
+	Event_TYPE_UNSPECIFIED Event_Type = 0
+	Event_TYPE_PUT         Event_Type = 1
+	// TYPE_DELETE: a delete, or the expiry of the key's TTL.
+	Event_TYPE_DELETE Event_Type = 2
+)
+
+// Enum value maps for Event_Type.
+var (
+	Event_Type_name = map[int32]string{
+		0: "TYPE_UNSPECIFIED",
+		1: "TYPE_PUT",
+		2: "TYPE_DELETE",
+	}
+	Event_Type_value = map[string]int32{
+		"TYPE_UNSPECIFIED": 0,
+		"TYPE_PUT":         1,
+		"TYPE_DELETE":      2,
+	}
+)
+
+func (x Event_Type) Enum() *Event_Type {
+	p := new(Event_Type)
+	*p = x
+	return p
+}
+
+func (x Event_Type) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (Event_Type) Descriptor() protoreflect.EnumDescriptor {
+	return file_ringkv_v1_kv_proto_enumTypes[2].Descriptor()
+}
+
+func (Event_Type) Type() protoreflect.EnumType {
+	return &file_ringkv_v1_kv_proto_enumTypes[2]
+}
+
+func (x Event_Type) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use Event_Type.Descriptor instead.
+func (Event_Type) EnumDescriptor() ([]byte, []int) {
+	return file_ringkv_v1_kv_proto_rawDescGZIP(), []int{35, 0}
+}
+
 // RequestID makes a write exactly-once. A client picks a random client_id
 // once and numbers its writes with seq; a retry of a write reuses its
 // RequestID so the shard applies it at most once. acked_below tells the
@@ -618,8 +668,8 @@ type DeleteResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// deleted is false when the key did not exist or the condition failed.
 	Deleted bool `protobuf:"varint,1,opt,name=deleted,proto3" json:"deleted,omitempty"`
-	// version is the version of the value the delete removed; when the
-	// condition failed, the key's current version (0: missing).
+	// version is the Raft index of the delete; when the condition failed,
+	// the key's current version (0: missing).
 	Version uint64 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
 	// succeeded is false when the condition did not hold.
 	Succeeded     bool `protobuf:"varint,3,opt,name=succeeded,proto3" json:"succeeded,omitempty"`
@@ -1182,7 +1232,7 @@ type ResponseOp_Put struct {
 }
 
 type ResponseOp_Delete struct {
-	// delete: deleted and the removed version.
+	// delete: deleted, and version the removed value's version.
 	Delete *DeleteResponse `protobuf:"bytes,2,opt,name=delete,proto3,oneof"`
 }
 
@@ -2359,6 +2409,214 @@ func (x *RebalanceStatusResponse) GetMaxMovesPerNode() uint32 {
 	return 0
 }
 
+type WatchRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// key is the key to watch, or with prefix set, the prefix of the keys to
+	// watch (an empty prefix watches every key).
+	Key    []byte `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Prefix bool   `protobuf:"varint,2,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	// start_after maps a shard to the position to resume after: the
+	// position of the last response received for that shard, or the version
+	// of a read of a key on it. Shards not named start from their current
+	// state.
+	StartAfter    map[uint32]uint64 `protobuf:"bytes,3,rep,name=start_after,json=startAfter,proto3" json:"start_after,omitempty" protobuf_key:"varint,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchRequest) Reset() {
+	*x = WatchRequest{}
+	mi := &file_ringkv_v1_kv_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchRequest) ProtoMessage() {}
+
+func (x *WatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ringkv_v1_kv_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchRequest.ProtoReflect.Descriptor instead.
+func (*WatchRequest) Descriptor() ([]byte, []int) {
+	return file_ringkv_v1_kv_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *WatchRequest) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *WatchRequest) GetPrefix() bool {
+	if x != nil {
+		return x.Prefix
+	}
+	return false
+}
+
+func (x *WatchRequest) GetStartAfter() map[uint32]uint64 {
+	if x != nil {
+		return x.StartAfter
+	}
+	return nil
+}
+
+type Event struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Type  Event_Type             `protobuf:"varint,1,opt,name=type,proto3,enum=ringkv.v1.Event_Type" json:"type,omitempty"`
+	Key   []byte                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	// value is the key's new value (puts only).
+	Value []byte `protobuf:"bytes,3,opt,name=value,proto3" json:"value,omitempty"`
+	// version is the Raft index of the change (of the delete, for a delete).
+	Version       uint64 `protobuf:"varint,4,opt,name=version,proto3" json:"version,omitempty"`
+	CreateVersion uint64 `protobuf:"varint,5,opt,name=create_version,json=createVersion,proto3" json:"create_version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Event) Reset() {
+	*x = Event{}
+	mi := &file_ringkv_v1_kv_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Event) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Event) ProtoMessage() {}
+
+func (x *Event) ProtoReflect() protoreflect.Message {
+	mi := &file_ringkv_v1_kv_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Event.ProtoReflect.Descriptor instead.
+func (*Event) Descriptor() ([]byte, []int) {
+	return file_ringkv_v1_kv_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *Event) GetType() Event_Type {
+	if x != nil {
+		return x.Type
+	}
+	return Event_TYPE_UNSPECIFIED
+}
+
+func (x *Event) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *Event) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *Event) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *Event) GetCreateVersion() uint64 {
+	if x != nil {
+		return x.CreateVersion
+	}
+	return 0
+}
+
+type WatchResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Shard uint32                 `protobuf:"varint,1,opt,name=shard,proto3" json:"shard,omitempty"`
+	// events are the shard's matching changes after the previous response's
+	// position, through position, in log order.
+	Events []*Event `protobuf:"bytes,2,rep,name=events,proto3" json:"events,omitempty"`
+	// position: every matching event of the shard up to this Raft index has
+	// been sent.
+	Position      uint64 `protobuf:"varint,3,opt,name=position,proto3" json:"position,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchResponse) Reset() {
+	*x = WatchResponse{}
+	mi := &file_ringkv_v1_kv_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchResponse) ProtoMessage() {}
+
+func (x *WatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_ringkv_v1_kv_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchResponse.ProtoReflect.Descriptor instead.
+func (*WatchResponse) Descriptor() ([]byte, []int) {
+	return file_ringkv_v1_kv_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *WatchResponse) GetShard() uint32 {
+	if x != nil {
+		return x.Shard
+	}
+	return 0
+}
+
+func (x *WatchResponse) GetEvents() []*Event {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *WatchResponse) GetPosition() uint64 {
+	if x != nil {
+		return x.Position
+	}
+	return 0
+}
+
 var File_ringkv_v1_kv_proto protoreflect.FileDescriptor
 
 const file_ringkv_v1_kv_proto_rawDesc = "" +
@@ -2524,7 +2782,29 @@ const file_ringkv_v1_kv_proto_rawDesc = "" +
 	"\bfinished\x18\x04 \x03(\v2\x0f.ringkv.v1.MoveR\bfinished\x122\n" +
 	"\x15finished_since_change\x18\x05 \x01(\x04R\x13finishedSinceChange\x12,\n" +
 	"\x12bytes_since_change\x18\x06 \x01(\x04R\x10bytesSinceChange\x12+\n" +
-	"\x12max_moves_per_node\x18\a \x01(\rR\x0fmaxMovesPerNode2\xa8\x03\n" +
+	"\x12max_moves_per_node\x18\a \x01(\rR\x0fmaxMovesPerNode\"\xc1\x01\n" +
+	"\fWatchRequest\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\fR\x03key\x12\x16\n" +
+	"\x06prefix\x18\x02 \x01(\bR\x06prefix\x12H\n" +
+	"\vstart_after\x18\x03 \x03(\v2'.ringkv.v1.WatchRequest.StartAfterEntryR\n" +
+	"startAfter\x1a=\n" +
+	"\x0fStartAfterEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\rR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"\xd8\x01\n" +
+	"\x05Event\x12)\n" +
+	"\x04type\x18\x01 \x01(\x0e2\x15.ringkv.v1.Event.TypeR\x04type\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\fR\x03key\x12\x14\n" +
+	"\x05value\x18\x03 \x01(\fR\x05value\x12\x18\n" +
+	"\aversion\x18\x04 \x01(\x04R\aversion\x12%\n" +
+	"\x0ecreate_version\x18\x05 \x01(\x04R\rcreateVersion\";\n" +
+	"\x04Type\x12\x14\n" +
+	"\x10TYPE_UNSPECIFIED\x10\x00\x12\f\n" +
+	"\bTYPE_PUT\x10\x01\x12\x0f\n" +
+	"\vTYPE_DELETE\x10\x02\"k\n" +
+	"\rWatchResponse\x12\x14\n" +
+	"\x05shard\x18\x01 \x01(\rR\x05shard\x12(\n" +
+	"\x06events\x18\x02 \x03(\v2\x10.ringkv.v1.EventR\x06events\x12\x1a\n" +
+	"\bposition\x18\x03 \x01(\x04R\bposition2\xe6\x03\n" +
 	"\x02KV\x124\n" +
 	"\x03Get\x12\x15.ringkv.v1.GetRequest\x1a\x16.ringkv.v1.GetResponse\x124\n" +
 	"\x03Put\x12\x15.ringkv.v1.PutRequest\x1a\x16.ringkv.v1.PutResponse\x12=\n" +
@@ -2532,7 +2812,8 @@ const file_ringkv_v1_kv_proto_rawDesc = "" +
 	"\x03Txn\x12\x15.ringkv.v1.TxnRequest\x1a\x16.ringkv.v1.TxnResponse\x12C\n" +
 	"\bMultiGet\x12\x1a.ringkv.v1.MultiGetRequest\x1a\x1b.ringkv.v1.MultiGetResponse\x12C\n" +
 	"\bMultiPut\x12\x1a.ringkv.v1.MultiPutRequest\x1a\x1b.ringkv.v1.MultiPutResponse\x127\n" +
-	"\x04Scan\x12\x16.ringkv.v1.ScanRequest\x1a\x17.ringkv.v1.ScanResponse2\xa6\x02\n" +
+	"\x04Scan\x12\x16.ringkv.v1.ScanRequest\x1a\x17.ringkv.v1.ScanResponse\x12<\n" +
+	"\x05Watch\x12\x17.ringkv.v1.WatchRequest\x1a\x18.ringkv.v1.WatchResponse0\x012\xa6\x02\n" +
 	"\aCluster\x12=\n" +
 	"\x06Status\x12\x18.ringkv.v1.StatusRequest\x1a\x19.ringkv.v1.StatusResponse\x127\n" +
 	"\x04Join\x12\x16.ringkv.v1.JoinRequest\x1a\x17.ringkv.v1.JoinResponse\x12I\n" +
@@ -2552,100 +2833,110 @@ func file_ringkv_v1_kv_proto_rawDescGZIP() []byte {
 	return file_ringkv_v1_kv_proto_rawDescData
 }
 
-var file_ringkv_v1_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_ringkv_v1_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_ringkv_v1_kv_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_ringkv_v1_kv_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_ringkv_v1_kv_proto_goTypes = []any{
 	(Compare_Target)(0),             // 0: ringkv.v1.Compare.Target
 	(Compare_Result)(0),             // 1: ringkv.v1.Compare.Result
-	(*RequestID)(nil),               // 2: ringkv.v1.RequestID
-	(*GetRequest)(nil),              // 3: ringkv.v1.GetRequest
-	(*GetResponse)(nil),             // 4: ringkv.v1.GetResponse
-	(*Condition)(nil),               // 5: ringkv.v1.Condition
-	(*PutRequest)(nil),              // 6: ringkv.v1.PutRequest
-	(*PutResponse)(nil),             // 7: ringkv.v1.PutResponse
-	(*DeleteRequest)(nil),           // 8: ringkv.v1.DeleteRequest
-	(*DeleteResponse)(nil),          // 9: ringkv.v1.DeleteResponse
-	(*Compare)(nil),                 // 10: ringkv.v1.Compare
-	(*PutOp)(nil),                   // 11: ringkv.v1.PutOp
-	(*DeleteOp)(nil),                // 12: ringkv.v1.DeleteOp
-	(*GetOp)(nil),                   // 13: ringkv.v1.GetOp
-	(*RequestOp)(nil),               // 14: ringkv.v1.RequestOp
-	(*KeyValue)(nil),                // 15: ringkv.v1.KeyValue
-	(*ResponseOp)(nil),              // 16: ringkv.v1.ResponseOp
-	(*TxnRequest)(nil),              // 17: ringkv.v1.TxnRequest
-	(*TxnResponse)(nil),             // 18: ringkv.v1.TxnResponse
-	(*MultiGetRequest)(nil),         // 19: ringkv.v1.MultiGetRequest
-	(*MultiGetResponse)(nil),        // 20: ringkv.v1.MultiGetResponse
-	(*MultiPutRequest)(nil),         // 21: ringkv.v1.MultiPutRequest
-	(*MultiPutResponse)(nil),        // 22: ringkv.v1.MultiPutResponse
-	(*ScanRequest)(nil),             // 23: ringkv.v1.ScanRequest
-	(*ScanResponse)(nil),            // 24: ringkv.v1.ScanResponse
-	(*StatusRequest)(nil),           // 25: ringkv.v1.StatusRequest
-	(*Member)(nil),                  // 26: ringkv.v1.Member
-	(*ShardInfo)(nil),               // 27: ringkv.v1.ShardInfo
-	(*StatusResponse)(nil),          // 28: ringkv.v1.StatusResponse
-	(*JoinRequest)(nil),             // 29: ringkv.v1.JoinRequest
-	(*JoinResponse)(nil),            // 30: ringkv.v1.JoinResponse
-	(*RemoveNodeRequest)(nil),       // 31: ringkv.v1.RemoveNodeRequest
-	(*RemoveNodeResponse)(nil),      // 32: ringkv.v1.RemoveNodeResponse
-	(*RebalanceStatusRequest)(nil),  // 33: ringkv.v1.RebalanceStatusRequest
-	(*Move)(nil),                    // 34: ringkv.v1.Move
-	(*RebalanceStatusResponse)(nil), // 35: ringkv.v1.RebalanceStatusResponse
+	(Event_Type)(0),                 // 2: ringkv.v1.Event.Type
+	(*RequestID)(nil),               // 3: ringkv.v1.RequestID
+	(*GetRequest)(nil),              // 4: ringkv.v1.GetRequest
+	(*GetResponse)(nil),             // 5: ringkv.v1.GetResponse
+	(*Condition)(nil),               // 6: ringkv.v1.Condition
+	(*PutRequest)(nil),              // 7: ringkv.v1.PutRequest
+	(*PutResponse)(nil),             // 8: ringkv.v1.PutResponse
+	(*DeleteRequest)(nil),           // 9: ringkv.v1.DeleteRequest
+	(*DeleteResponse)(nil),          // 10: ringkv.v1.DeleteResponse
+	(*Compare)(nil),                 // 11: ringkv.v1.Compare
+	(*PutOp)(nil),                   // 12: ringkv.v1.PutOp
+	(*DeleteOp)(nil),                // 13: ringkv.v1.DeleteOp
+	(*GetOp)(nil),                   // 14: ringkv.v1.GetOp
+	(*RequestOp)(nil),               // 15: ringkv.v1.RequestOp
+	(*KeyValue)(nil),                // 16: ringkv.v1.KeyValue
+	(*ResponseOp)(nil),              // 17: ringkv.v1.ResponseOp
+	(*TxnRequest)(nil),              // 18: ringkv.v1.TxnRequest
+	(*TxnResponse)(nil),             // 19: ringkv.v1.TxnResponse
+	(*MultiGetRequest)(nil),         // 20: ringkv.v1.MultiGetRequest
+	(*MultiGetResponse)(nil),        // 21: ringkv.v1.MultiGetResponse
+	(*MultiPutRequest)(nil),         // 22: ringkv.v1.MultiPutRequest
+	(*MultiPutResponse)(nil),        // 23: ringkv.v1.MultiPutResponse
+	(*ScanRequest)(nil),             // 24: ringkv.v1.ScanRequest
+	(*ScanResponse)(nil),            // 25: ringkv.v1.ScanResponse
+	(*StatusRequest)(nil),           // 26: ringkv.v1.StatusRequest
+	(*Member)(nil),                  // 27: ringkv.v1.Member
+	(*ShardInfo)(nil),               // 28: ringkv.v1.ShardInfo
+	(*StatusResponse)(nil),          // 29: ringkv.v1.StatusResponse
+	(*JoinRequest)(nil),             // 30: ringkv.v1.JoinRequest
+	(*JoinResponse)(nil),            // 31: ringkv.v1.JoinResponse
+	(*RemoveNodeRequest)(nil),       // 32: ringkv.v1.RemoveNodeRequest
+	(*RemoveNodeResponse)(nil),      // 33: ringkv.v1.RemoveNodeResponse
+	(*RebalanceStatusRequest)(nil),  // 34: ringkv.v1.RebalanceStatusRequest
+	(*Move)(nil),                    // 35: ringkv.v1.Move
+	(*RebalanceStatusResponse)(nil), // 36: ringkv.v1.RebalanceStatusResponse
+	(*WatchRequest)(nil),            // 37: ringkv.v1.WatchRequest
+	(*Event)(nil),                   // 38: ringkv.v1.Event
+	(*WatchResponse)(nil),           // 39: ringkv.v1.WatchResponse
+	nil,                             // 40: ringkv.v1.WatchRequest.StartAfterEntry
 }
 var file_ringkv_v1_kv_proto_depIdxs = []int32{
-	2,  // 0: ringkv.v1.PutRequest.request_id:type_name -> ringkv.v1.RequestID
-	5,  // 1: ringkv.v1.PutRequest.condition:type_name -> ringkv.v1.Condition
-	2,  // 2: ringkv.v1.DeleteRequest.request_id:type_name -> ringkv.v1.RequestID
-	5,  // 3: ringkv.v1.DeleteRequest.condition:type_name -> ringkv.v1.Condition
+	3,  // 0: ringkv.v1.PutRequest.request_id:type_name -> ringkv.v1.RequestID
+	6,  // 1: ringkv.v1.PutRequest.condition:type_name -> ringkv.v1.Condition
+	3,  // 2: ringkv.v1.DeleteRequest.request_id:type_name -> ringkv.v1.RequestID
+	6,  // 3: ringkv.v1.DeleteRequest.condition:type_name -> ringkv.v1.Condition
 	0,  // 4: ringkv.v1.Compare.target:type_name -> ringkv.v1.Compare.Target
 	1,  // 5: ringkv.v1.Compare.result:type_name -> ringkv.v1.Compare.Result
-	11, // 6: ringkv.v1.RequestOp.put:type_name -> ringkv.v1.PutOp
-	12, // 7: ringkv.v1.RequestOp.delete:type_name -> ringkv.v1.DeleteOp
-	13, // 8: ringkv.v1.RequestOp.get:type_name -> ringkv.v1.GetOp
-	7,  // 9: ringkv.v1.ResponseOp.put:type_name -> ringkv.v1.PutResponse
-	9,  // 10: ringkv.v1.ResponseOp.delete:type_name -> ringkv.v1.DeleteResponse
-	15, // 11: ringkv.v1.ResponseOp.get:type_name -> ringkv.v1.KeyValue
-	10, // 12: ringkv.v1.TxnRequest.compare:type_name -> ringkv.v1.Compare
-	14, // 13: ringkv.v1.TxnRequest.success:type_name -> ringkv.v1.RequestOp
-	14, // 14: ringkv.v1.TxnRequest.failure:type_name -> ringkv.v1.RequestOp
-	2,  // 15: ringkv.v1.TxnRequest.request_id:type_name -> ringkv.v1.RequestID
-	16, // 16: ringkv.v1.TxnResponse.responses:type_name -> ringkv.v1.ResponseOp
-	15, // 17: ringkv.v1.MultiGetResponse.kvs:type_name -> ringkv.v1.KeyValue
-	11, // 18: ringkv.v1.MultiPutRequest.puts:type_name -> ringkv.v1.PutOp
-	2,  // 19: ringkv.v1.MultiPutRequest.request_id:type_name -> ringkv.v1.RequestID
-	15, // 20: ringkv.v1.ScanResponse.kvs:type_name -> ringkv.v1.KeyValue
-	26, // 21: ringkv.v1.StatusResponse.members:type_name -> ringkv.v1.Member
-	27, // 22: ringkv.v1.StatusResponse.shards:type_name -> ringkv.v1.ShardInfo
-	34, // 23: ringkv.v1.RebalanceStatusResponse.pending:type_name -> ringkv.v1.Move
-	34, // 24: ringkv.v1.RebalanceStatusResponse.active:type_name -> ringkv.v1.Move
-	34, // 25: ringkv.v1.RebalanceStatusResponse.finished:type_name -> ringkv.v1.Move
-	3,  // 26: ringkv.v1.KV.Get:input_type -> ringkv.v1.GetRequest
-	6,  // 27: ringkv.v1.KV.Put:input_type -> ringkv.v1.PutRequest
-	8,  // 28: ringkv.v1.KV.Delete:input_type -> ringkv.v1.DeleteRequest
-	17, // 29: ringkv.v1.KV.Txn:input_type -> ringkv.v1.TxnRequest
-	19, // 30: ringkv.v1.KV.MultiGet:input_type -> ringkv.v1.MultiGetRequest
-	21, // 31: ringkv.v1.KV.MultiPut:input_type -> ringkv.v1.MultiPutRequest
-	23, // 32: ringkv.v1.KV.Scan:input_type -> ringkv.v1.ScanRequest
-	25, // 33: ringkv.v1.Cluster.Status:input_type -> ringkv.v1.StatusRequest
-	29, // 34: ringkv.v1.Cluster.Join:input_type -> ringkv.v1.JoinRequest
-	31, // 35: ringkv.v1.Cluster.RemoveNode:input_type -> ringkv.v1.RemoveNodeRequest
-	33, // 36: ringkv.v1.Cluster.RebalanceStatus:input_type -> ringkv.v1.RebalanceStatusRequest
-	4,  // 37: ringkv.v1.KV.Get:output_type -> ringkv.v1.GetResponse
-	7,  // 38: ringkv.v1.KV.Put:output_type -> ringkv.v1.PutResponse
-	9,  // 39: ringkv.v1.KV.Delete:output_type -> ringkv.v1.DeleteResponse
-	18, // 40: ringkv.v1.KV.Txn:output_type -> ringkv.v1.TxnResponse
-	20, // 41: ringkv.v1.KV.MultiGet:output_type -> ringkv.v1.MultiGetResponse
-	22, // 42: ringkv.v1.KV.MultiPut:output_type -> ringkv.v1.MultiPutResponse
-	24, // 43: ringkv.v1.KV.Scan:output_type -> ringkv.v1.ScanResponse
-	28, // 44: ringkv.v1.Cluster.Status:output_type -> ringkv.v1.StatusResponse
-	30, // 45: ringkv.v1.Cluster.Join:output_type -> ringkv.v1.JoinResponse
-	32, // 46: ringkv.v1.Cluster.RemoveNode:output_type -> ringkv.v1.RemoveNodeResponse
-	35, // 47: ringkv.v1.Cluster.RebalanceStatus:output_type -> ringkv.v1.RebalanceStatusResponse
-	37, // [37:48] is the sub-list for method output_type
-	26, // [26:37] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	12, // 6: ringkv.v1.RequestOp.put:type_name -> ringkv.v1.PutOp
+	13, // 7: ringkv.v1.RequestOp.delete:type_name -> ringkv.v1.DeleteOp
+	14, // 8: ringkv.v1.RequestOp.get:type_name -> ringkv.v1.GetOp
+	8,  // 9: ringkv.v1.ResponseOp.put:type_name -> ringkv.v1.PutResponse
+	10, // 10: ringkv.v1.ResponseOp.delete:type_name -> ringkv.v1.DeleteResponse
+	16, // 11: ringkv.v1.ResponseOp.get:type_name -> ringkv.v1.KeyValue
+	11, // 12: ringkv.v1.TxnRequest.compare:type_name -> ringkv.v1.Compare
+	15, // 13: ringkv.v1.TxnRequest.success:type_name -> ringkv.v1.RequestOp
+	15, // 14: ringkv.v1.TxnRequest.failure:type_name -> ringkv.v1.RequestOp
+	3,  // 15: ringkv.v1.TxnRequest.request_id:type_name -> ringkv.v1.RequestID
+	17, // 16: ringkv.v1.TxnResponse.responses:type_name -> ringkv.v1.ResponseOp
+	16, // 17: ringkv.v1.MultiGetResponse.kvs:type_name -> ringkv.v1.KeyValue
+	12, // 18: ringkv.v1.MultiPutRequest.puts:type_name -> ringkv.v1.PutOp
+	3,  // 19: ringkv.v1.MultiPutRequest.request_id:type_name -> ringkv.v1.RequestID
+	16, // 20: ringkv.v1.ScanResponse.kvs:type_name -> ringkv.v1.KeyValue
+	27, // 21: ringkv.v1.StatusResponse.members:type_name -> ringkv.v1.Member
+	28, // 22: ringkv.v1.StatusResponse.shards:type_name -> ringkv.v1.ShardInfo
+	35, // 23: ringkv.v1.RebalanceStatusResponse.pending:type_name -> ringkv.v1.Move
+	35, // 24: ringkv.v1.RebalanceStatusResponse.active:type_name -> ringkv.v1.Move
+	35, // 25: ringkv.v1.RebalanceStatusResponse.finished:type_name -> ringkv.v1.Move
+	40, // 26: ringkv.v1.WatchRequest.start_after:type_name -> ringkv.v1.WatchRequest.StartAfterEntry
+	2,  // 27: ringkv.v1.Event.type:type_name -> ringkv.v1.Event.Type
+	38, // 28: ringkv.v1.WatchResponse.events:type_name -> ringkv.v1.Event
+	4,  // 29: ringkv.v1.KV.Get:input_type -> ringkv.v1.GetRequest
+	7,  // 30: ringkv.v1.KV.Put:input_type -> ringkv.v1.PutRequest
+	9,  // 31: ringkv.v1.KV.Delete:input_type -> ringkv.v1.DeleteRequest
+	18, // 32: ringkv.v1.KV.Txn:input_type -> ringkv.v1.TxnRequest
+	20, // 33: ringkv.v1.KV.MultiGet:input_type -> ringkv.v1.MultiGetRequest
+	22, // 34: ringkv.v1.KV.MultiPut:input_type -> ringkv.v1.MultiPutRequest
+	24, // 35: ringkv.v1.KV.Scan:input_type -> ringkv.v1.ScanRequest
+	37, // 36: ringkv.v1.KV.Watch:input_type -> ringkv.v1.WatchRequest
+	26, // 37: ringkv.v1.Cluster.Status:input_type -> ringkv.v1.StatusRequest
+	30, // 38: ringkv.v1.Cluster.Join:input_type -> ringkv.v1.JoinRequest
+	32, // 39: ringkv.v1.Cluster.RemoveNode:input_type -> ringkv.v1.RemoveNodeRequest
+	34, // 40: ringkv.v1.Cluster.RebalanceStatus:input_type -> ringkv.v1.RebalanceStatusRequest
+	5,  // 41: ringkv.v1.KV.Get:output_type -> ringkv.v1.GetResponse
+	8,  // 42: ringkv.v1.KV.Put:output_type -> ringkv.v1.PutResponse
+	10, // 43: ringkv.v1.KV.Delete:output_type -> ringkv.v1.DeleteResponse
+	19, // 44: ringkv.v1.KV.Txn:output_type -> ringkv.v1.TxnResponse
+	21, // 45: ringkv.v1.KV.MultiGet:output_type -> ringkv.v1.MultiGetResponse
+	23, // 46: ringkv.v1.KV.MultiPut:output_type -> ringkv.v1.MultiPutResponse
+	25, // 47: ringkv.v1.KV.Scan:output_type -> ringkv.v1.ScanResponse
+	39, // 48: ringkv.v1.KV.Watch:output_type -> ringkv.v1.WatchResponse
+	29, // 49: ringkv.v1.Cluster.Status:output_type -> ringkv.v1.StatusResponse
+	31, // 50: ringkv.v1.Cluster.Join:output_type -> ringkv.v1.JoinResponse
+	33, // 51: ringkv.v1.Cluster.RemoveNode:output_type -> ringkv.v1.RemoveNodeResponse
+	36, // 52: ringkv.v1.Cluster.RebalanceStatus:output_type -> ringkv.v1.RebalanceStatusResponse
+	41, // [41:53] is the sub-list for method output_type
+	29, // [29:41] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_ringkv_v1_kv_proto_init() }
@@ -2673,8 +2964,8 @@ func file_ringkv_v1_kv_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ringkv_v1_kv_proto_rawDesc), len(file_ringkv_v1_kv_proto_rawDesc)),
-			NumEnums:      2,
-			NumMessages:   34,
+			NumEnums:      3,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -29,6 +29,7 @@ const (
 	KV_MultiGet_FullMethodName = "/ringkv.v1.KV/MultiGet"
 	KV_MultiPut_FullMethodName = "/ringkv.v1.KV/MultiPut"
 	KV_Scan_FullMethodName     = "/ringkv.v1.KV/Scan"
+	KV_Watch_FullMethodName    = "/ringkv.v1.KV/Watch"
 )
 
 // KVClient is the client API for KV service.
@@ -69,6 +70,16 @@ type KVClient interface {
 	// Scan returns keys in key order across all shards, a page at a time.
 	// Each page is linearizable per shard; pages are not one snapshot.
 	Scan(ctx context.Context, in *ScanRequest, opts ...grpc.CallOption) (*ScanResponse, error)
+	// Watch streams every put and delete of a key, or of every key with a
+	// prefix, in log order per shard (so in order per key), each with its
+	// version. Each response carries the events of one shard and the
+	// position through which that shard's events have all been sent; a
+	// watcher resumes without loss or duplicates by passing the last
+	// positions back in start_after. The first response of each shard
+	// carries no events and the position the watch starts from. A position
+	// older than the history a node keeps (a watcher that fell behind, or
+	// resumed too late) ends the stream with codes.OutOfRange.
+	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchResponse], error)
 }
 
 type kVClient struct {
@@ -149,6 +160,25 @@ func (c *kVClient) Scan(ctx context.Context, in *ScanRequest, opts ...grpc.CallO
 	return out, nil
 }
 
+func (c *kVClient) Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &KV_ServiceDesc.Streams[0], KV_Watch_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchRequest, WatchResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type KV_WatchClient = grpc.ServerStreamingClient[WatchResponse]
+
 // KVServer is the server API for KV service.
 // All implementations must embed UnimplementedKVServer
 // for forward compatibility.
@@ -187,6 +217,16 @@ type KVServer interface {
 	// Scan returns keys in key order across all shards, a page at a time.
 	// Each page is linearizable per shard; pages are not one snapshot.
 	Scan(context.Context, *ScanRequest) (*ScanResponse, error)
+	// Watch streams every put and delete of a key, or of every key with a
+	// prefix, in log order per shard (so in order per key), each with its
+	// version. Each response carries the events of one shard and the
+	// position through which that shard's events have all been sent; a
+	// watcher resumes without loss or duplicates by passing the last
+	// positions back in start_after. The first response of each shard
+	// carries no events and the position the watch starts from. A position
+	// older than the history a node keeps (a watcher that fell behind, or
+	// resumed too late) ends the stream with codes.OutOfRange.
+	Watch(*WatchRequest, grpc.ServerStreamingServer[WatchResponse]) error
 	mustEmbedUnimplementedKVServer()
 }
 
@@ -217,6 +257,9 @@ func (UnimplementedKVServer) MultiPut(context.Context, *MultiPutRequest) (*Multi
 }
 func (UnimplementedKVServer) Scan(context.Context, *ScanRequest) (*ScanResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Scan not implemented")
+}
+func (UnimplementedKVServer) Watch(*WatchRequest, grpc.ServerStreamingServer[WatchResponse]) error {
+	return status.Error(codes.Unimplemented, "method Watch not implemented")
 }
 func (UnimplementedKVServer) mustEmbedUnimplementedKVServer() {}
 func (UnimplementedKVServer) testEmbeddedByValue()            {}
@@ -365,6 +408,17 @@ func _KV_Scan_Handler(srv interface{}, ctx context.Context, dec func(interface{}
 	return interceptor(ctx, in, info, handler)
 }
 
+func _KV_Watch_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(KVServer).Watch(m, &grpc.GenericServerStream[WatchRequest, WatchResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type KV_WatchServer = grpc.ServerStreamingServer[WatchResponse]
+
 // KV_ServiceDesc is the grpc.ServiceDesc for KV service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -401,7 +455,13 @@ var KV_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _KV_Scan_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Watch",
+			Handler:       _KV_Watch_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "ringkv/v1/kv.proto",
 }
 

@@ -154,6 +154,84 @@ func (x *ScanShardResponse) GetMore() bool {
 	return false
 }
 
+type WatchShardRequest struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Shard  uint32                 `protobuf:"varint,1,opt,name=shard,proto3" json:"shard,omitempty"`
+	Key    []byte                 `protobuf:"bytes,2,opt,name=key,proto3" json:"key,omitempty"`
+	Prefix bool                   `protobuf:"varint,3,opt,name=prefix,proto3" json:"prefix,omitempty"`
+	// after is the position to start after; from_now starts at the
+	// replica's applied index instead.
+	After         uint64 `protobuf:"varint,4,opt,name=after,proto3" json:"after,omitempty"`
+	FromNow       bool   `protobuf:"varint,5,opt,name=from_now,json=fromNow,proto3" json:"from_now,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchShardRequest) Reset() {
+	*x = WatchShardRequest{}
+	mi := &file_ringkv_v1_shardkv_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchShardRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchShardRequest) ProtoMessage() {}
+
+func (x *WatchShardRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_ringkv_v1_shardkv_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchShardRequest.ProtoReflect.Descriptor instead.
+func (*WatchShardRequest) Descriptor() ([]byte, []int) {
+	return file_ringkv_v1_shardkv_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *WatchShardRequest) GetShard() uint32 {
+	if x != nil {
+		return x.Shard
+	}
+	return 0
+}
+
+func (x *WatchShardRequest) GetKey() []byte {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+func (x *WatchShardRequest) GetPrefix() bool {
+	if x != nil {
+		return x.Prefix
+	}
+	return false
+}
+
+func (x *WatchShardRequest) GetAfter() uint64 {
+	if x != nil {
+		return x.After
+	}
+	return 0
+}
+
+func (x *WatchShardRequest) GetFromNow() bool {
+	if x != nil {
+		return x.FromNow
+	}
+	return false
+}
+
 var File_ringkv_v1_shardkv_proto protoreflect.FileDescriptor
 
 const file_ringkv_v1_shardkv_proto_rawDesc = "" +
@@ -168,9 +246,17 @@ const file_ringkv_v1_shardkv_proto_rawDesc = "" +
 	"\tkeys_only\x18\x05 \x01(\bR\bkeysOnly\"N\n" +
 	"\x11ScanShardResponse\x12%\n" +
 	"\x03kvs\x18\x01 \x03(\v2\x13.ringkv.v1.KeyValueR\x03kvs\x12\x12\n" +
-	"\x04more\x18\x02 \x01(\bR\x04more2Q\n" +
+	"\x04more\x18\x02 \x01(\bR\x04more\"\x84\x01\n" +
+	"\x11WatchShardRequest\x12\x14\n" +
+	"\x05shard\x18\x01 \x01(\rR\x05shard\x12\x10\n" +
+	"\x03key\x18\x02 \x01(\fR\x03key\x12\x16\n" +
+	"\x06prefix\x18\x03 \x01(\bR\x06prefix\x12\x14\n" +
+	"\x05after\x18\x04 \x01(\x04R\x05after\x12\x19\n" +
+	"\bfrom_now\x18\x05 \x01(\bR\afromNow2\x99\x01\n" +
 	"\aShardKV\x12F\n" +
-	"\tScanShard\x12\x1b.ringkv.v1.ScanShardRequest\x1a\x1c.ringkv.v1.ScanShardResponseB3Z1github.com/ringkv/ringkv/proto/ringkv/v1;ringkvv1b\x06proto3"
+	"\tScanShard\x12\x1b.ringkv.v1.ScanShardRequest\x1a\x1c.ringkv.v1.ScanShardResponse\x12F\n" +
+	"\n" +
+	"WatchShard\x12\x1c.ringkv.v1.WatchShardRequest\x1a\x18.ringkv.v1.WatchResponse0\x01B3Z1github.com/ringkv/ringkv/proto/ringkv/v1;ringkvv1b\x06proto3"
 
 var (
 	file_ringkv_v1_shardkv_proto_rawDescOnce sync.Once
@@ -184,18 +270,22 @@ func file_ringkv_v1_shardkv_proto_rawDescGZIP() []byte {
 	return file_ringkv_v1_shardkv_proto_rawDescData
 }
 
-var file_ringkv_v1_shardkv_proto_msgTypes = make([]protoimpl.MessageInfo, 2)
+var file_ringkv_v1_shardkv_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
 var file_ringkv_v1_shardkv_proto_goTypes = []any{
 	(*ScanShardRequest)(nil),  // 0: ringkv.v1.ScanShardRequest
 	(*ScanShardResponse)(nil), // 1: ringkv.v1.ScanShardResponse
-	(*KeyValue)(nil),          // 2: ringkv.v1.KeyValue
+	(*WatchShardRequest)(nil), // 2: ringkv.v1.WatchShardRequest
+	(*KeyValue)(nil),          // 3: ringkv.v1.KeyValue
+	(*WatchResponse)(nil),     // 4: ringkv.v1.WatchResponse
 }
 var file_ringkv_v1_shardkv_proto_depIdxs = []int32{
-	2, // 0: ringkv.v1.ScanShardResponse.kvs:type_name -> ringkv.v1.KeyValue
+	3, // 0: ringkv.v1.ScanShardResponse.kvs:type_name -> ringkv.v1.KeyValue
 	0, // 1: ringkv.v1.ShardKV.ScanShard:input_type -> ringkv.v1.ScanShardRequest
-	1, // 2: ringkv.v1.ShardKV.ScanShard:output_type -> ringkv.v1.ScanShardResponse
-	2, // [2:3] is the sub-list for method output_type
-	1, // [1:2] is the sub-list for method input_type
+	2, // 2: ringkv.v1.ShardKV.WatchShard:input_type -> ringkv.v1.WatchShardRequest
+	1, // 3: ringkv.v1.ShardKV.ScanShard:output_type -> ringkv.v1.ScanShardResponse
+	4, // 4: ringkv.v1.ShardKV.WatchShard:output_type -> ringkv.v1.WatchResponse
+	3, // [3:5] is the sub-list for method output_type
+	1, // [1:3] is the sub-list for method input_type
 	1, // [1:1] is the sub-list for extension type_name
 	1, // [1:1] is the sub-list for extension extendee
 	0, // [0:1] is the sub-list for field type_name
@@ -213,7 +303,7 @@ func file_ringkv_v1_shardkv_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_ringkv_v1_shardkv_proto_rawDesc), len(file_ringkv_v1_shardkv_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   2,
+			NumMessages:   3,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -23,7 +23,8 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	ShardKV_ScanShard_FullMethodName = "/ringkv.v1.ShardKV/ScanShard"
+	ShardKV_ScanShard_FullMethodName  = "/ringkv.v1.ShardKV/ScanShard"
+	ShardKV_WatchShard_FullMethodName = "/ringkv.v1.ShardKV/WatchShard"
 )
 
 // ShardKVClient is the client API for ShardKV service.
@@ -35,6 +36,10 @@ type ShardKVClient interface {
 	// answers codes.FailedPrecondition with the leader's ID in the response
 	// header, as forwarded KV calls do.
 	ScanShard(ctx context.Context, in *ScanShardRequest, opts ...grpc.CallOption) (*ScanShardResponse, error)
+	// WatchShard streams one shard's events from the receiving node's
+	// replica (any replica: the log is the same on all). A node that hosts
+	// no replica of the shard answers codes.FailedPrecondition.
+	WatchShard(ctx context.Context, in *WatchShardRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchResponse], error)
 }
 
 type shardKVClient struct {
@@ -55,6 +60,25 @@ func (c *shardKVClient) ScanShard(ctx context.Context, in *ScanShardRequest, opt
 	return out, nil
 }
 
+func (c *shardKVClient) WatchShard(ctx context.Context, in *WatchShardRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[WatchResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &ShardKV_ServiceDesc.Streams[0], ShardKV_WatchShard_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchShardRequest, WatchResponse]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ShardKV_WatchShardClient = grpc.ServerStreamingClient[WatchResponse]
+
 // ShardKVServer is the server API for ShardKV service.
 // All implementations must embed UnimplementedShardKVServer
 // for forward compatibility.
@@ -64,6 +88,10 @@ type ShardKVServer interface {
 	// answers codes.FailedPrecondition with the leader's ID in the response
 	// header, as forwarded KV calls do.
 	ScanShard(context.Context, *ScanShardRequest) (*ScanShardResponse, error)
+	// WatchShard streams one shard's events from the receiving node's
+	// replica (any replica: the log is the same on all). A node that hosts
+	// no replica of the shard answers codes.FailedPrecondition.
+	WatchShard(*WatchShardRequest, grpc.ServerStreamingServer[WatchResponse]) error
 	mustEmbedUnimplementedShardKVServer()
 }
 
@@ -76,6 +104,9 @@ type UnimplementedShardKVServer struct{}
 
 func (UnimplementedShardKVServer) ScanShard(context.Context, *ScanShardRequest) (*ScanShardResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ScanShard not implemented")
+}
+func (UnimplementedShardKVServer) WatchShard(*WatchShardRequest, grpc.ServerStreamingServer[WatchResponse]) error {
+	return status.Error(codes.Unimplemented, "method WatchShard not implemented")
 }
 func (UnimplementedShardKVServer) mustEmbedUnimplementedShardKVServer() {}
 func (UnimplementedShardKVServer) testEmbeddedByValue()                 {}
@@ -116,6 +147,17 @@ func _ShardKV_ScanShard_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ShardKV_WatchShard_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchShardRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ShardKVServer).WatchShard(m, &grpc.GenericServerStream[WatchShardRequest, WatchResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type ShardKV_WatchShardServer = grpc.ServerStreamingServer[WatchResponse]
+
 // ShardKV_ServiceDesc is the grpc.ServiceDesc for ShardKV service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -128,6 +170,12 @@ var ShardKV_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _ShardKV_ScanShard_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "WatchShard",
+			Handler:       _ShardKV_WatchShard_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "ringkv/v1/shardkv.proto",
 }
