@@ -43,6 +43,8 @@ type clusterOpts struct {
 	// timing defaults to testTiming; clusters of many groups want slower
 	// timers so that elections settle on a loaded machine under -race.
 	timing replication.Timing
+	// raftLog is Config.RaftLog; empty means defaultTestRaftLog().
+	raftLog string
 }
 
 // testCluster is a cluster of in-process nodes on loopback, each with its
@@ -71,6 +73,9 @@ func startCluster(t *testing.T, opts clusterOpts) *testCluster {
 	}
 	if opts.timing == (replication.Timing{}) {
 		opts.timing = testTiming
+	}
+	if opts.raftLog == "" {
+		opts.raftLog = defaultTestRaftLog()
 	}
 	c := &testCluster{t: t, opts: opts, net: newFaultNet()}
 	rand.Read(c.clientID[:])
@@ -124,6 +129,7 @@ func (c *testCluster) start(i int, l net.Listener) {
 		ID:               c.peers[i].ID,
 		Listener:         l,
 		DataDir:          c.dirs[i],
+		RaftLog:          c.opts.raftLog,
 		InitialCluster:   c.peers,
 		Shards:           c.opts.shards,
 		Timing:           c.opts.timing,
@@ -244,7 +250,11 @@ func (c *testCluster) get(i int, key string) (string, error) {
 }
 
 func TestWritesThroughAnyNodeReadableEverywhere(t *testing.T) {
-	c := startCluster(t, clusterOpts{})
+	forEachRaftLog(t, testWritesThroughAnyNodeReadableEverywhere)
+}
+
+func testWritesThroughAnyNodeReadableEverywhere(t *testing.T, raftLog string) {
+	c := startCluster(t, clusterOpts{raftLog: raftLog})
 	for k := 0; k < 30; k++ {
 		key, val := fmt.Sprintf("key-%d", k), fmt.Sprintf("value-%d", k)
 		if err := c.put(k%3, key, val); err != nil {
@@ -272,7 +282,11 @@ func TestWritesThroughAnyNodeReadableEverywhere(t *testing.T) {
 }
 
 func TestLeaderFailoverKeepsShardWritable(t *testing.T) {
-	c := startCluster(t, clusterOpts{})
+	forEachRaftLog(t, testLeaderFailoverKeepsShardWritable)
+}
+
+func testLeaderFailoverKeepsShardWritable(t *testing.T, raftLog string) {
+	c := startCluster(t, clusterOpts{raftLog: raftLog})
 	key := "failover-key"
 	sid := shard.Of([]byte(key), uint32(c.opts.shards))
 	if err := c.put(0, key, "before"); err != nil {
@@ -304,7 +318,11 @@ func TestLeaderFailoverKeepsShardWritable(t *testing.T) {
 }
 
 func TestRestartAllKeepsAcknowledgedWrites(t *testing.T) {
-	c := startCluster(t, clusterOpts{})
+	forEachRaftLog(t, testRestartAllKeepsAcknowledgedWrites)
+}
+
+func testRestartAllKeepsAcknowledgedWrites(t *testing.T, raftLog string) {
+	c := startCluster(t, clusterOpts{raftLog: raftLog})
 	want := map[string]string{}
 	for k := 0; k < 300; k++ {
 		key, val := fmt.Sprintf("r-%d", k), fmt.Sprintf("v-%d", k)

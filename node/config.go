@@ -38,6 +38,14 @@ type Config struct {
 	AdvertiseAddr string
 	// DataDir holds the node's Raft logs, snapshots and identity. Required.
 	DataDir string
+	// RaftLog is the kind of store that keeps the Raft logs of all the
+	// node's shard replicas: RaftLogWAL (segment files in DataDir/raft-wal)
+	// or RaftLogBolt (one bbolt file, DataDir/raft.db). Default
+	// RaftLogAuto: the kind the DataDir already holds, and RaftLogWAL for a
+	// new one. Named explicitly, a node refuses to start on a DataDir that
+	// holds the other kind's log. The metadata group keeps its own store
+	// either way.
+	RaftLog string
 	// InitialCluster lists every member of a new cluster, this node
 	// included. Every initial member must be given the same list. Ignored
 	// when DataDir already holds a cluster. With neither InitialCluster
@@ -128,6 +136,9 @@ func (c *Config) setDefaults() {
 		c.LeaderBalanceInterval = 5 * time.Second
 	}
 	c.Limits = c.Limits.WithDefaults()
+	if c.RaftLog == "" {
+		c.RaftLog = RaftLogAuto
+	}
 }
 
 // Validate reports the first problem with c.
@@ -145,6 +156,9 @@ func (c *Config) Validate() error {
 	}
 	if c.DataDir == "" {
 		return errors.New("data directory is required")
+	}
+	if c.RaftLog != RaftLogAuto && c.RaftLog != RaftLogBolt && c.RaftLog != RaftLogWAL {
+		return fmt.Errorf("raft log %q: want %q, %q or %q", c.RaftLog, RaftLogAuto, RaftLogWAL, RaftLogBolt)
 	}
 	if c.Shards < 1 || c.Shards > shard.MaxCount {
 		return fmt.Errorf("shard count %d: want 1..%d", c.Shards, shard.MaxCount)

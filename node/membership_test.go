@@ -40,6 +40,7 @@ func startMember(t *testing.T, dir, id string, join []string, mod func(*Config))
 		LeaderBalanceInterval: -1,
 		Logger:                slog.New(slog.NewTextHandler(logOut, &slog.HandlerOptions{Level: slog.LevelInfo})),
 		RaftLogOutput:         logOut,
+		RaftLog:               defaultTestRaftLog(),
 	}
 	if mod != nil {
 		mod(&cfg)
@@ -113,8 +114,13 @@ func readKeys(t *testing.T, c *client.Client, n int, val string) {
 // shard is up-replicated to three replicas through Raft membership changes,
 // with the data.
 func TestGrowFromOneNode(t *testing.T) {
+	forEachRaftLog(t, testGrowFromOneNode)
+}
+
+func testGrowFromOneNode(t *testing.T, raftLog string) {
 	dir := t.TempDir()
-	n1 := startMember(t, dir, "n1", nil, nil)
+	kind := func(c *Config) { c.RaftLog = raftLog }
+	n1 := startMember(t, dir, "n1", nil, kind)
 	waitFor(t, 30*time.Second, "one-node cluster", func() bool { return n1.Ready() })
 	st := settledWith(t, n1, 1, "n1")
 	if st.Replicas != 3 {
@@ -127,9 +133,9 @@ func TestGrowFromOneNode(t *testing.T) {
 	defer c.Close()
 	writeKeys(t, c, 50, "v1")
 
-	n2 := startMember(t, dir, "n2", []string{n1.Addr()}, nil)
+	n2 := startMember(t, dir, "n2", []string{n1.Addr()}, kind)
 	settledWith(t, n1, 2, "n1", "n2")
-	startMember(t, dir, "n3", []string{n2.Addr()}, nil)
+	startMember(t, dir, "n3", []string{n2.Addr()}, kind)
 	st = settledWith(t, n1, 3, "n1", "n2", "n3")
 	for id, ch := range st.Changes {
 		if ch != 2 {

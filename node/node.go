@@ -19,7 +19,6 @@ import (
 
 	"github.com/ringkv/ringkv/cluster"
 	ringkvv1 "github.com/ringkv/ringkv/proto/ringkv/v1"
-	"github.com/ringkv/ringkv/raftstore"
 	"github.com/ringkv/ringkv/replication"
 	"github.com/ringkv/ringkv/ring"
 	"github.com/ringkv/ringkv/router"
@@ -53,8 +52,8 @@ type Node struct {
 	joining bool // a new node asking to join (set by openMeta)
 	metaSM  *cluster.StateMachine
 	// logStore holds the Raft logs of every shard replica on this node, so
-	// that one fsync commits the entries of many groups.
-	logStore *raftstore.Store
+	// that one fsync commits the entries of many groups (Config.RaftLog).
+	logStore raftLog
 	serveErr chan error
 
 	mu struct {
@@ -96,7 +95,7 @@ func Start(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	logStore, err := raftstore.Open(filepath.Join(cfg.DataDir, "raft.db"), raftstore.Options{})
+	logStore, raftLogKind, err := openRaftLog(cfg.DataDir, cfg.RaftLog)
 	if err != nil {
 		return nil, fmt.Errorf("opening the shared raft log: %w", err)
 	}
@@ -178,7 +177,7 @@ func Start(cfg Config) (*Node, error) {
 		n.wg.Add(1)
 		go n.balanceLeadership()
 	}
-	n.logger.Info("node started", "listen", lis.Addr().String(), "advertise", cfg.AdvertiseAddr, "data_dir", cfg.DataDir)
+	n.logger.Info("node started", "listen", lis.Addr().String(), "advertise", cfg.AdvertiseAddr, "data_dir", cfg.DataDir, "raft_log", raftLogKind)
 	return n, nil
 }
 
@@ -449,7 +448,7 @@ func (n *Node) openShard(st *cluster.State, sid shard.ID) (*shardReplica, error)
 	}
 	// A replica created before the shared log existed keeps its own file.
 	if _, err := os.Stat(filepath.Join(dir, "raft.db")); errors.Is(err, os.ErrNotExist) {
-		if gc.Store, err = n.logStore.Group(uint64(sid)); err != nil {
+		if gc.Store, err = n.logStore.group(uint64(sid)); err != nil {
 			return nil, fmt.Errorf("shard %d: %w", sid, err)
 		}
 	}

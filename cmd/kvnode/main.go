@@ -55,6 +55,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&cfg.ListenAddr, "listen", "127.0.0.1:7001", "host:port to serve gRPC on (clients and peers)")
 	fs.StringVar(&cfg.AdvertiseAddr, "advertise", "", "address peers and clients reach this node at (default: --listen)")
 	fs.StringVar(&cfg.DataDir, "data-dir", "", "directory for Raft logs and snapshots (required)")
+	fs.StringVar(&cfg.RaftLog, "raft-log", node.RaftLogAuto, "store of the shard groups' Raft logs: wal (segment files, DATA/raft-wal), bolt (one bbolt file, DATA/raft.db), or auto (the kind the data dir holds, wal for a new one); named explicitly, a node refuses a data dir holding the other kind")
 	fs.StringVar(&initialCluster, "initial-cluster", "", "members of a new cluster: id=host:port,... (the same on every initial member)")
 	fs.StringVar(&join, "join", "", "join a running cluster through any of its members: host:port[,host:port...]")
 	fs.DurationVar(&cfg.DeadAfter, "dead-after", time.Minute, "mark a member dead, and re-create its replicas elsewhere, after it is unreachable this long")

@@ -6,6 +6,7 @@
 //	jepsen-lite --kvnode bin/kvnode --nemesis mix --duration 60s
 //	jepsen-lite --kvnode bin/kvnode --nemesis all            # every nemesis in turn
 //	jepsen-lite --kvnode bin/kvnode --nemesis bridge --seed 42  # replay a run's choices
+//	jepsen-lite --kvnode bin/kvnode --kvnode-arg=--raft-log=wal  # more kvnode flags
 //
 // Each run writes a folder under --runs-dir and prints a one-line verdict.
 // The exit status is 0 when every run is valid, 1 when a run found an
@@ -82,6 +83,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.Float64Var(&cfg.CAS, "cas", cfg.CAS, "share of register writes that are compare-and-swaps (0: plain writes only)")
 	fs.DurationVar(&cfg.OpTimeout, "op-timeout", cfg.OpTimeout, "deadline of each operation; past it the outcome is unknown")
 	fs.BoolVar(&cfg.UnsafeLocalReads, "unsafe-local-reads", false, "negative control: start the nodes with --unsafe-local-reads (a violation is expected)")
+	fs.Func("kvnode-arg", "a further flag for every kvnode, e.g. --kvnode-arg=--raft-log=wal (repeatable; one argument each)", func(v string) error {
+		cfg.NodeArgs = append(cfg.NodeArgs, v)
+		return nil
+	})
 	fs.BoolVar(&cfg.KeepData, "keep-data", false, "keep the nodes' data directories of valid runs")
 	fs.BoolVar(&verbose, "v", false, "log debug details")
 	fs.BoolVar(&cleanupOnly, "cleanup", false, "only remove what a crashed run left (namespaces, their processes) and exit")
@@ -187,6 +192,9 @@ func replay(prog string, c runner.Config, name string, churn churnBounds) string
 	}
 	if c.UnsafeLocalReads {
 		b.WriteString(" --unsafe-local-reads")
+	}
+	for _, a := range c.NodeArgs[len(runner.DefaultConfig().NodeArgs):] {
+		fmt.Fprintf(&b, " --kvnode-arg=%s", a)
 	}
 	return b.String()
 }
