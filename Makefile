@@ -29,6 +29,12 @@ test:
 run: build
 	@./scripts/run-local.sh
 
+## certs: a test CA and certificates for the local cluster in .run/certs
+## (nodes n1-n3 for localhost/127.0.0.1, client admin); see README "TLS".
+.PHONY: certs
+certs: build
+	$(BIN)/kvctl certs create --dir .run/certs --nodes n1,n2,n3 --clients admin
+
 ## proto: regenerate the committed protobuf code.
 proto:
 	$(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)

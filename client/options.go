@@ -1,11 +1,13 @@
 package client
 
 import (
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 )
 
 // Defaults of the options of New.
@@ -80,6 +82,14 @@ func (c *config) validate() error {
 // insecure credentials, so a credentials option given here replaces it.
 func WithDialOptions(opts ...grpc.DialOption) Option {
 	return func(c *config) { c.dialOptions = append(c.dialOptions, opts...) }
+}
+
+// WithTLS makes every connection TLS with cfg: cfg.RootCAs must hold the
+// cluster's CA, and a client certificate in cfg.Certificates is presented
+// when a node asks (see package pki: pki.Files.ClientConfig builds cfg from
+// PEM files).
+func WithTLS(cfg *tls.Config) Option {
+	return WithDialOptions(grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
 }
 
 // WithAttemptTimeout sets how long a single attempt of a call (one RPC to one

@@ -13,6 +13,8 @@ import (
 
 	"google.golang.org/grpc"
 
+	"github.com/ringkv/ringkv/pki"
+
 	"github.com/ringkv/ringkv/replication"
 	"github.com/ringkv/ringkv/ring"
 	"github.com/ringkv/ringkv/rpc"
@@ -98,6 +100,13 @@ type Config struct {
 	Listener net.Listener
 	// DialOptions are added to every connection to a peer node.
 	DialOptions []grpc.DialOption
+	// TLS, when set, makes every connection TLS, client and peer alike:
+	// the node presents TLS.Cert (a node certificate, see package pki),
+	// dials peers with it, and accepts only peers whose certificate the CA
+	// TLS.CA signed; only callers with node certificates may use the
+	// internal services. Clients need the CA to verify the node and may
+	// connect without a certificate. Unset: plaintext.
+	TLS pki.Files
 	// UnsafeLocalReads serves reads from the local replica without
 	// confirming leadership: NOT linearizable. It exists only as the
 	// negative control of the read-path tests and jepsen-lite, which must

@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 
@@ -95,6 +97,16 @@ func Start(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	var serverTLS, peerTLS *tls.Config
+	if cfg.TLS.Enabled() {
+		if serverTLS, err = cfg.TLS.ServerConfig(); err != nil {
+			return nil, err
+		}
+		// Nodes dial each other with their own certificate.
+		if peerTLS, err = cfg.TLS.ClientConfig(); err != nil {
+			return nil, err
+		}
+	}
 	logStore, raftLogKind, err := openRaftLog(cfg.DataDir, cfg.RaftLog)
 	if err != nil {
 		return nil, fmt.Errorf("opening the shared raft log: %w", err)
@@ -120,14 +132,23 @@ func Start(cfg Config) (*Node, error) {
 	n.life, n.endLife = context.WithCancel(context.Background())
 	n.mu.shards = map[shard.ID]*shardReplica{}
 	n.mu.tombstones = tombstones
+	dialOpts := []grpc.DialOption{
+		// Forwarded reads bring back values up to the limit.
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(cfg.Limits.MaxMessageSize())),
+	}
+	serverOpts := append(replication.ServerOptions(),
+		grpc.MaxRecvMsgSize(maxAppendEntries*cfg.Limits.MaxMessageSize()))
+	if cfg.TLS.Enabled() {
+		dialOpts = append(dialOpts, grpc.WithTransportCredentials(credentials.NewTLS(peerTLS)))
+		unary, stream := rpc.NodeOnlyInterceptors()
+		serverOpts = append(serverOpts, grpc.Creds(credentials.NewTLS(serverTLS)),
+			grpc.ChainUnaryInterceptor(unary), grpc.ChainStreamInterceptor(stream))
+	}
 	n.mux = replication.NewMux(replication.MuxConfig{
 		LocalAddr:    cfg.AdvertiseAddr,
 		SnapshotRate: cfg.SnapshotRate,
-		DialOptions: append([]grpc.DialOption{
-			// Forwarded reads bring back values up to the limit.
-			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(cfg.Limits.MaxMessageSize())),
-		}, cfg.DialOptions...),
-		Logger: n.logger,
+		DialOptions:  append(dialOpts, cfg.DialOptions...),
+		Logger:       n.logger,
 	})
 	n.metaSM = cluster.NewStateMachine()
 	n.confirmer = rpc.NewConfirmer(n.mux)
@@ -141,9 +162,7 @@ func Start(cfg Config) (*Node, error) {
 	// must fit an AppendEntries of MaxAppendEntries entries of the largest
 	// value. Oversized client requests are still refused, by validation,
 	// with InvalidArgument.
-	n.server = grpc.NewServer(append(replication.ServerOptions(),
-		grpc.MaxRecvMsgSize(maxAppendEntries*cfg.Limits.MaxMessageSize()),
-	)...)
+	n.server = grpc.NewServer(serverOpts...)
 	n.health = health.NewServer()
 	n.health.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(n.server, n.health)

@@ -177,7 +177,7 @@ func (a *app) openStores(ctx context.Context, n int) (stores []loadgen.Store, cl
 	}
 	for range n {
 		cctx, cancel := context.WithTimeout(ctx, a.timeout)
-		c, err := client.New(cctx, a.resolveEndpoints())
+		c, err := a.newClient(cctx)
 		cancel()
 		if err != nil {
 			closeAll()

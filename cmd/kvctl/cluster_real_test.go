@@ -26,7 +26,8 @@ type realCluster struct {
 
 const realShards = 4
 
-func startRealCluster(t *testing.T) *realCluster {
+// startRealCluster starts the cluster; mods change node i's config.
+func startRealCluster(t *testing.T, mods ...func(i int, cfg *node.Config)) *realCluster {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("starts a 3-node cluster")
@@ -54,7 +55,7 @@ func startRealCluster(t *testing.T) *realCluster {
 		}
 	})
 	for i, l := range lis {
-		n, err := node.Start(node.Config{
+		cfg := node.Config{
 			ID:             peers[i].ID,
 			Listener:       l,
 			DataDir:        filepath.Join(base, peers[i].ID),
@@ -69,7 +70,11 @@ func startRealCluster(t *testing.T) *realCluster {
 			LeaderBalanceInterval: -1,
 			Logger:                slog.New(slog.NewTextHandler(io.Discard, nil)),
 			RaftLogOutput:         io.Discard,
-		})
+		}
+		for _, mod := range mods {
+			mod(i, &cfg)
+		}
+		n, err := node.Start(cfg)
 		if err != nil {
 			l.Close()
 			for _, l := range lis[i+1:] {

@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/ringkv/ringkv/client"
+	"github.com/ringkv/ringkv/pki"
 )
 
 const (
@@ -52,6 +53,28 @@ type app struct {
 	endpoints []string
 	output    string
 	timeout   time.Duration
+	tls       pki.Files
+}
+
+// clientOptions are the client library options the global flags ask for.
+func (a *app) clientOptions() ([]client.Option, error) {
+	if !a.tls.Enabled() {
+		return nil, nil
+	}
+	cfg, err := a.tls.ClientConfig()
+	if err != nil {
+		return nil, err
+	}
+	return []client.Option{client.WithTLS(cfg)}, nil
+}
+
+// newClient connects to the cluster with the global flags.
+func (a *app) newClient(ctx context.Context) (*client.Client, error) {
+	opts, err := a.clientOptions()
+	if err != nil {
+		return nil, err
+	}
+	return client.New(ctx, a.resolveEndpoints(), opts...)
 }
 
 // newRootCommand builds kvctl's command tree. lookupEnv reads the
@@ -83,6 +106,9 @@ func newRootCommand(lookupEnv func(string) (string, bool)) *cobra.Command {
 		"comma-separated gRPC addresses (host:port) of cluster nodes (default $"+endpointsEnv+", else "+defaultEndpoints+")")
 	flags.StringVarP(&a.output, "output", "o", outputTable, "output format: "+outputTable+" or "+outputJSON)
 	flags.DurationVar(&a.timeout, "timeout", defaultTimeout, "timeout of the whole command")
+	flags.StringVar(&a.tls.CA, "cacert", "", "verify the nodes with the cluster CA certificate in `FILE` (turns TLS on)")
+	flags.StringVar(&a.tls.Cert, "cert", "", "present the client certificate in `FILE` (with --key)")
+	flags.StringVar(&a.tls.Key, "key", "", "the private key of --cert, in `FILE`")
 
 	root.AddCommand(
 		newPutCommand(a),
@@ -100,6 +126,7 @@ func newRootCommand(lookupEnv func(string) (string, bool)) *cobra.Command {
 		newNodeCommand(a),
 		newRebalanceCommand(a),
 		newBenchCommand(a),
+		newCertsCommand(),
 	)
 	return root
 }
@@ -138,16 +165,25 @@ func (a *app) withClientWithin(cmd *cobra.Command, limit time.Duration, f func(c
 		defer cancel()
 	}
 	connectCtx, cancel := context.WithTimeout(ctx, a.timeout)
-	c, err := client.New(connectCtx, a.resolveEndpoints())
+	c, err := a.newClient(connectCtx)
 	cancel()
 	if err != nil {
-		return err
+		return a.hintTLS(err)
 	}
 	err = f(ctx, c)
 	if cerr := c.Close(); err == nil {
 		err = cerr
 	}
-	return explain(err)
+	return a.hintTLS(explain(err))
+}
+
+// hintTLS adds a hint to err when a plaintext kvctl seems to have reached
+// nodes that serve TLS.
+func (a *app) hintTLS(err error) error {
+	if err != nil && !a.tls.Enabled() && strings.Contains(err.Error(), "server preface") {
+		return fmt.Errorf("%w\n(the nodes may be serving TLS: pass --cacert with the cluster's CA certificate)", err)
+	}
+	return err
 }
 
 // conditionFailed is the error kvctl reports for a conditional write whose

@@ -25,6 +25,7 @@ var forbidden = map[string][]string{
 	"node":        {mod + "cmd", mod + "client"},
 	"loadgen":     {mod, "google.golang.org/grpc", "github.com/hashicorp"},
 	"raftstore":   {mod, "google.golang.org/grpc"},
+	"pki":         {mod, "google.golang.org/grpc", "github.com/hashicorp"},
 }
 
 type pkg struct {
