@@ -100,6 +100,10 @@ type Config struct {
 	Listener net.Listener
 	// DialOptions are added to every connection to a peer node.
 	DialOptions []grpc.DialOption
+	// HTTPAddr, when set, serves Prometheus /metrics, /healthz (the process
+	// is up) and /readyz (ready: cluster metadata loaded, every hosted
+	// replica open, every hosted shard with a leader) on this host:port.
+	HTTPAddr string
 	// TLS, when set, makes every connection TLS, client and peer alike:
 	// the node presents TLS.Cert (a node certificate, see package pki),
 	// dials peers with it, and accepts only peers whose certificate the CA

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -57,6 +58,9 @@ type Node struct {
 	// that one fsync commits the entries of many groups (Config.RaftLog).
 	logStore raftLog
 	serveErr chan error
+	// http serves /metrics, /healthz and /readyz (Config.HTTPAddr).
+	http     *http.Server
+	httpAddr string
 
 	mu struct {
 		sync.Mutex
@@ -138,6 +142,11 @@ func Start(cfg Config) (*Node, error) {
 	}
 	serverOpts := append(replication.ServerOptions(),
 		grpc.MaxRecvMsgSize(maxAppendEntries*cfg.Limits.MaxMessageSize()))
+	// The registry is built before the node's parts exist; its collector
+	// reads them only when scraped, after Start returned.
+	reg := n.newRegistry()
+	metricsUnary, metricsStream := rpc.NewServerMetrics(reg).Interceptors()
+	serverOpts = append(serverOpts, grpc.ChainUnaryInterceptor(metricsUnary), grpc.ChainStreamInterceptor(metricsStream))
 	if cfg.TLS.Enabled() {
 		dialOpts = append(dialOpts, grpc.WithTransportCredentials(credentials.NewTLS(peerTLS)))
 		unary, stream := rpc.NodeOnlyInterceptors()
@@ -195,6 +204,12 @@ func Start(cfg Config) (*Node, error) {
 	if cfg.LeaderBalanceInterval > 0 {
 		n.wg.Add(1)
 		go n.balanceLeadership()
+	}
+	if cfg.HTTPAddr != "" {
+		if err := n.startHTTP(reg); err != nil {
+			n.Stop(context.Background())
+			return nil, err
+		}
 	}
 	n.logger.Info("node started", "listen", lis.Addr().String(), "advertise", cfg.AdvertiseAddr, "data_dir", cfg.DataDir, "raft_log", raftLogKind)
 	return n, nil
@@ -604,6 +619,7 @@ func (n *Node) Status(ctx context.Context) (*ringkvv1.StatusResponse, error) {
 func (n *Node) Stop(ctx context.Context) error {
 	n.stopOnce.Do(func() {
 		n.health.Shutdown()
+		httpErr := n.stopHTTP(ctx)
 		close(n.stop)
 		n.endLife()
 		n.mu.Lock()
@@ -611,7 +627,7 @@ func (n *Node) Stop(ctx context.Context) error {
 		shards := n.mu.shards
 		n.mu.shards = map[shard.ID]*shardReplica{}
 		n.mu.Unlock()
-		var errs []error
+		errs := []error{httpErr}
 		for _, r := range shards {
 			errs = append(errs, r.Shutdown())
 		}

@@ -56,6 +56,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&cfg.AdvertiseAddr, "advertise", "", "address peers and clients reach this node at (default: --listen)")
 	fs.StringVar(&cfg.DataDir, "data-dir", "", "directory for Raft logs and snapshots (required)")
 	fs.StringVar(&cfg.RaftLog, "raft-log", node.RaftLogAuto, "store of the shard groups' Raft logs: wal (segment files, DATA/raft-wal), bolt (one bbolt file, DATA/raft.db), or auto (the kind the data dir holds, wal for a new one); named explicitly, a node refuses a data dir holding the other kind")
+	fs.StringVar(&cfg.HTTPAddr, "http", "", "serve Prometheus /metrics, /healthz and /readyz on `host:port` (default: off)")
 	fs.StringVar(&cfg.TLS.CA, "cacert", "", "cluster CA certificate `FILE`: turns TLS on for clients and peers; peers must present certificates it signed (with --cert, --key)")
 	fs.StringVar(&cfg.TLS.Cert, "cert", "", "this node's certificate `FILE` (a node certificate: kvctl certs create)")
 	fs.StringVar(&cfg.TLS.Key, "key", "", "the private key `FILE` of --cert")

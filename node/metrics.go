@@ -1,0 +1,177 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/ringkv/ringkv/shard"
+)
+
+// nodeCollector reports the node's Raft groups, rebalancing and routing
+// state at each scrape, read from the live objects rather than kept in
+// counters that could drift.
+type nodeCollector struct {
+	n *Node
+
+	leader, hasLeader, term, commit, applied, lastContact, keys, bytes *prometheus.Desc
+	moves, members, forwarded, ready                                   *prometheus.Desc
+}
+
+func newNodeCollector(n *Node) *nodeCollector {
+	shardDesc := func(name, help string) *prometheus.Desc {
+		return prometheus.NewDesc("ringkv_shard_"+name, help, []string{"shard"}, nil)
+	}
+	return &nodeCollector{
+		n:           n,
+		leader:      shardDesc("leader", "1 if this node leads the shard's Raft group, else 0."),
+		hasLeader:   shardDesc("has_leader", "1 if this node's replica knows a leader of the shard, else 0."),
+		term:        shardDesc("term", "Current Raft term of this node's replica."),
+		commit:      shardDesc("commit_index", "Raft commit index of this node's replica."),
+		applied:     shardDesc("applied_index", "Last Raft index this node's replica applied to its state machine."),
+		lastContact: shardDesc("last_contact_seconds", "Seconds since this follower replica last heard from its leader (0 on the leader)."),
+		keys:        shardDesc("keys", "Keys held by this node's replica."),
+		bytes:       shardDesc("state_bytes", "Approximate memory of the replica's state machine (keys, values, sessions)."),
+		moves: prometheus.NewDesc("ringkv_rebalance_moves", "Replica moves of the cluster by phase (pending, active), as this node knows them.",
+			[]string{"phase"}, nil),
+		members: prometheus.NewDesc("ringkv_cluster_members", "Cluster members by state, as this node knows them.",
+			[]string{"state"}, nil),
+		forwarded: prometheus.NewDesc("ringkv_router_forwarded_total", "Requests this node forwarded to another node because it did not lead the key's shard.", nil, nil),
+		ready:     prometheus.NewDesc("ringkv_node_ready", "1 when the node has the cluster metadata, every replica it hosts, and every hosted shard has a leader.", nil, nil),
+	}
+}
+
+// Describe implements prometheus.Collector.
+func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.leader, c.hasLeader, c.term, c.commit, c.applied, c.lastContact,
+		c.keys, c.bytes, c.moves, c.members, c.forwarded, c.ready} {
+		ch <- d
+	}
+}
+
+// Collect implements prometheus.Collector.
+func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
+	n := c.n
+	n.mu.Lock()
+	reps := make(map[shard.ID]*shardReplica, len(n.mu.shards))
+	for id, r := range n.mu.shards {
+		reps[id] = r
+	}
+	n.mu.Unlock()
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	b := func(v bool) float64 {
+		if v {
+			return 1
+		}
+		return 0
+	}
+	now := time.Now()
+	for id, r := range reps {
+		s := r.Stats()
+		sid := strconv.Itoa(int(id))
+		gauge(c.leader, b(s.Leader), sid)
+		gauge(c.hasLeader, b(s.HasLeader), sid)
+		gauge(c.term, float64(s.Term), sid)
+		gauge(c.commit, float64(s.CommitIndex), sid)
+		gauge(c.applied, float64(s.AppliedIndex), sid)
+		contact := 0.0
+		if !s.Leader && !s.LastContact.IsZero() {
+			contact = now.Sub(s.LastContact).Seconds()
+		}
+		gauge(c.lastContact, contact, sid)
+		gauge(c.keys, float64(r.sm.Len()), sid)
+		gauge(c.bytes, float64(r.sm.SizeBytes()), sid)
+	}
+	st := n.metaSM.Current()
+	if st.Initialized() {
+		pending := len(st.Pending())
+		gauge(c.moves, float64(pending), "pending")
+		gauge(c.moves, float64(len(st.Moves)), "active")
+		byState := map[string]int{}
+		for _, m := range st.Members {
+			byState[string(m.State)]++
+		}
+		for state, k := range byState {
+			gauge(c.members, float64(k), state)
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(c.forwarded, prometheus.CounterValue, float64(n.router.Stats().Forwarded))
+	gauge(c.ready, b(n.ReadyWithLeaders()))
+}
+
+// ReadyWithLeaders reports whether the node is Ready and every shard
+// replica it hosts knows a leader: what /readyz answers.
+func (n *Node) ReadyWithLeaders() bool {
+	if !n.Ready() {
+		return false
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, r := range n.mu.shards {
+		if !r.Stats().HasLeader {
+			return false
+		}
+	}
+	return true
+}
+
+// startHTTP serves /metrics, /healthz and /readyz on cfg.HTTPAddr.
+func (n *Node) startHTTP(reg *prometheus.Registry) error {
+	lis, err := net.Listen("tcp", n.cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("http listener: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !n.ReadyWithLeaders() {
+			http.Error(w, "not ready: cluster metadata, a hosted replica or a shard leader is missing", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	n.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	n.httpAddr = lis.Addr().String()
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := n.http.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.logger.Error("http server", "err", err)
+		}
+	}()
+	return nil
+}
+
+// stopHTTP shuts the HTTP listener down.
+func (n *Node) stopHTTP(ctx context.Context) error {
+	if n.http == nil {
+		return nil
+	}
+	return n.http.Shutdown(ctx)
+}
+
+// HTTPAddr returns the address /metrics, /healthz and /readyz are served
+// on, or "" without Config.HTTPAddr.
+func (n *Node) HTTPAddr() string { return n.httpAddr }
+
+// newRegistry returns the node's metrics registry: its own collector, the
+// Go runtime's and the process's.
+func (n *Node) newRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(newNodeCollector(n), collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
