@@ -51,10 +51,12 @@ const (
 	DefaultMaxInFlight = raft.DefaultMaxRPCsInFlight
 
 	// DefaultCoalesceWindow is the longest a heartbeat may wait for others
-	// to the same peer before they are sent together: a quarter of the
-	// shortest heartbeat interval of ringkv's default timers
-	// (HeartbeatTimeout/10 = 200 ms), a twentieth of their leader lease.
-	DefaultCoalesceWindow = 50 * time.Millisecond
+	// to the same peer before they are sent together. With ringkv's
+	// default timers a heartbeat's own bound, until it is due (9/4 of its
+	// group's heartbeat interval after the previous answer), is the
+	// shorter: it waits 200-400 ms at most; the window caps slower timers
+	// at a quarter of the default leader lease.
+	DefaultCoalesceWindow = 500 * time.Millisecond
 
 	// maxSnapshotChunkSize keeps a chunk, with its framing, under gRPC's
 	// default 4 MiB limit on received messages.
@@ -125,17 +127,19 @@ type MuxConfig struct {
 
 	// CoalesceWindow is the longest a heartbeat waits for the heartbeats of
 	// other groups to the same peer node, so that they travel in one
-	// message. A heartbeat also waits at most a quarter of its group's
-	// heartbeat interval (Raft waits HeartbeatTimeout/10 to /5 between a
-	// heartbeat's answer and the next), so that coalescing delays groups
-	// with fast timers in proportion; and a heartbeat that a leadership
-	// confirmation waits for (raft.VerifyLeader, which a Group's read
-	// barrier calls when it has no Config.Confirmer) is sent at once, with
-	// whatever is queued. The wait delays the answer to an ordinary
-	// heartbeat, so the window must stay well under Raft's
+	// message. A heartbeat also waits no longer than until it is due, 9/4
+	// of its group's heartbeat interval after the previous heartbeat's
+	// answer (Raft waits HeartbeatTimeout/10 to /5 between a heartbeat's
+	// answer and the next), so that coalescing delays groups with fast
+	// timers in proportion (see transport_heartbeat.go); and a heartbeat
+	// that a leadership confirmation waits for (raft.VerifyLeader, which a
+	// Group's read barrier calls when it has no Config.Confirmer) is sent
+	// at once, with whatever is queued. The wait delays the answer to an
+	// ordinary heartbeat, so the window must stay well under Raft's
 	// LeaderLeaseTimeout. It must be shorter than RPCTimeout. Zero means
-	// DefaultCoalesceWindow; a negative window sends every heartbeat at once
-	// (batches then hold only the heartbeats that queue up meanwhile).
+	// DefaultCoalesceWindow, or a quarter of RPCTimeout if that is shorter;
+	// a negative window sends every heartbeat at once (batches then hold
+	// only the heartbeats that queue up meanwhile).
 	CoalesceWindow time.Duration
 
 	// ignoreUrgency, in tests only, makes every heartbeat wait for the
@@ -188,7 +192,7 @@ func (c MuxConfig) withDefaults() MuxConfig {
 		c.MaxInFlight = DefaultMaxInFlight
 	}
 	if c.CoalesceWindow == 0 {
-		c.CoalesceWindow = DefaultCoalesceWindow
+		c.CoalesceWindow = min(DefaultCoalesceWindow, c.RPCTimeout/4)
 	}
 	return c
 }

@@ -233,10 +233,11 @@ func TestTransportHeartbeatUrgency(t *testing.T) {
 }
 
 // TestTransportHeartbeatPace checks how long a heartbeat may wait for
-// company: the window, but no more than a quarter of its group's heartbeat
-// interval, which neither the longer gaps of Raft's backoff after failures
-// nor heartbeats sent at once move fast; and not at all while the interval
-// is unknown, at the start of every term.
+// company: until it is due, 9/4 of its group's heartbeat interval after the
+// previous heartbeat's answer, and the window at most; an interval which
+// neither the longer gaps of Raft's backoff after failures nor heartbeats
+// sent at once move fast; not at all while the interval is unknown, at the
+// start of every term, nor once the heartbeat is overdue.
 func TestTransportHeartbeatPace(t *testing.T) {
 	const window = time.Second
 	ms := func(n int) time.Duration { return time.Duration(n) * time.Millisecond }
@@ -251,36 +252,95 @@ func TestTransportHeartbeatPace(t *testing.T) {
 		p.returned(now)
 	}
 	step("first heartbeat", 3, 0, -1)
-	step("after a 400 ms gap", 3, ms(400), ms(100))
-	step("after a 300 ms gap", 3, ms(300), ms(375)/4) // down by 1/16
-	step("after a 2 s backoff", 3, ms(2000), (ms(375)+(ms(2000)-ms(375))/8)/4)
+	step("after a 400 ms gap", 3, ms(400), ms(900)-ms(400))
+	step("after a 300 ms gap", 3, ms(300), ms(375)*9/4-ms(300)) // down by 1/16
+	step("after a 2 s backoff", 3, ms(2000), (ms(375)+(ms(2000)-ms(375))/8)*9/4-ms(2000))
+	if got := p.patience(window, now+ms(100), 3); got != window {
+		t.Errorf("after a 100 ms gap, with the interval raised: patience = %v; want the window", got)
+	}
+	p.returned(now + ms(100))
 	step("first heartbeat of a new term", 4, ms(5000), -1)
-	step("after a 200 ms gap", 4, ms(200), ms(50))
+	step("after a 200 ms gap", 4, ms(200), ms(450)-ms(200))
 	for range 40 {
 		now += ms(1) // VerifyLeader rounds back to back
 		p.patience(window, now, 4)
 		p.returned(now)
 	}
-	if got := p.patience(window, now+ms(1), 4); got < 0 || got > ms(5) {
-		t.Errorf("after 40 rounds back to back: patience = %v; want a few ms", got)
+	// 200 ms * (15/16)^41 * 9/4 - 1 ms = 31 ms
+	if got := p.patience(window, now+ms(1), 4); got < 0 || got > ms(32) {
+		t.Errorf("after 40 rounds back to back: patience = %v; want about 31 ms", got)
 	}
 
-	var fast heartbeatPace // HeartbeatTimeout 100 ms: gaps of 10-20 ms
+	// HeartbeatTimeout 100 ms: Raft waits 10-20 ms between a heartbeat's
+	// answer and the next. Every heartbeat is due at least 20 ms after the
+	// previous answer (so heartbeats answered together are all queued
+	// again when the first of them is due), and at most 45 ms after it
+	// (three times the average wait) even after a backoff.
+	var fast heartbeatPace
 	now = ms(1000)
 	fast.patience(window, now, 1)
 	for _, gap := range []int{12, 18, 10, 15, 20, 11, 60, 14} { // 60: a backoff
 		now += ms(5)
 		fast.returned(now)
 		now += ms(gap)
-		if got := fast.patience(window, now, 1); got > ms(6) {
-			t.Errorf("fast timers, gap %d ms: patience = %v; want at most 6 ms", gap, got)
+		got := fast.patience(window, now, 1)
+		switch due := ms(gap) + got; {
+		case gap == 60:
+			if got >= 0 {
+				t.Errorf("fast timers, after a backoff: patience = %v; want at once", got)
+			}
+		case due < ms(20) || due > ms(45):
+			t.Errorf("fast timers, gap %d ms: patience = %v, due %v after the answer; want 20-45 ms", gap, got, due)
 		}
 	}
-	if got := fast.patience(50*time.Millisecond, now+time.Hour, 1); got != 50*time.Millisecond {
-		t.Errorf("patience after an hour = %v; want the window", got)
+	if got := fast.patience(window, now+time.Hour, 1); got >= 0 {
+		t.Errorf("patience an hour after the last answer = %v; want at once", got)
 	}
 	if got := new(heartbeatPace).patience(-1, now, 1); got >= 0 {
 		t.Errorf("patience with coalescing off = %v; want negative", got)
+	}
+}
+
+// TestTransportHeartbeatsStayInStep checks that the heartbeats of groups
+// answered together wait until they are due, 9/4 of their groups'
+// heartbeat interval after that common answer, however soon Raft sends
+// them, and then travel in one batch. (With Raft's random wait of 1 to 2
+// intervals they are all queued by then.)
+func TestTransportHeartbeatsStayInStep(t *testing.T) {
+	a := newTransportTestNode(t, MuxConfig{CoalesceWindow: 5 * time.Second})
+	b := newTransportTestNode(t, MuxConfig{})
+	ta1, ta2 := a.transport(t, 1), a.transport(t, 2)
+	b.transport(t, 1).SetHeartbeatHandler(transportHeartbeatOK)
+	b.transport(t, 2).SetHeartbeatHandler(transportHeartbeatOK)
+	// Both were answered just now, and Raft has been waiting about 400 ms
+	// between an answer and the next heartbeat: they are due in 900 ms
+	// (843 ms once the short gaps below pull the interval down by 1/16).
+	answered := a.mux.now()
+	for _, tr := range []*GroupTransport{ta1, ta2} {
+		pace, err := tr.heartbeatPace(raft.ServerAddress(b.addr))
+		if err != nil {
+			t.Fatalf("heartbeatPace: %v", err)
+		}
+		pace.mu.Lock()
+		pace.term, pace.last, pace.interval = 5, answered, 400*time.Millisecond
+		pace.mu.Unlock()
+	}
+	start := time.Now()
+	first := transportSendHeartbeat(a, ta1, b.addr)
+	transportAwaitQueued(t, a, b.addr, 1)
+	second := transportSendHeartbeat(a, ta2, b.addr)
+	for what, errc := range map[string]<-chan error{"first": first, "second": second} {
+		if err := transportWithin(t, transportTestWait, "the "+what+" heartbeat", func() error { return <-errc }); err != nil {
+			t.Errorf("the %s heartbeat: %v", what, err)
+		}
+	}
+	// Three quarters of the interval, as coalescing once allowed, would
+	// be 281 ms.
+	if d := time.Since(start); d < 600*time.Millisecond {
+		t.Errorf("the heartbeats went %v after the first was sent; want them to wait until they were due (843 ms after their answer)", d)
+	}
+	if st := a.mux.Stats(); st.HeartbeatBatches != 1 || st.Heartbeats != 2 {
+		t.Errorf("%d batches of %d heartbeats sent; want 1 of 2", st.HeartbeatBatches, st.Heartbeats)
 	}
 }
 
@@ -403,9 +463,10 @@ func TestTransportHeartbeatCoalescing(t *testing.T) {
 	b1, h1 := stats()
 	batches, heartbeats := b1-b0, h1-h0
 	t.Logf("%d heartbeats in %d batches (%.1f per batch)", heartbeats, batches, float64(heartbeats)/float64(batches))
-	// A heartbeat waits up to a quarter of its group's heartbeat interval
-	// (2.5-5 ms here) for company: on a quiet machine one batch takes in
-	// about 4 heartbeats. How many depends on scheduling, so this test only
+	// A heartbeat waits for company until it is due, about 30 ms after the
+	// previous answer here, so heartbeats answered together go together
+	// again: on a quiet machine a batch takes in most of the 16 groups'
+	// heartbeats to the peer. How many depends on scheduling, so this test only
 	// asserts that heartbeats do travel together (a transport that sends
 	// each alone gives exactly 1 per batch); the transport benchmarks
 	// measure the ratio.
@@ -532,8 +593,9 @@ func TestReadBarrierSkipsCoalescingWindow(t *testing.T) {
 	t.Run("negative-control", func(t *testing.T) {
 		t.Parallel()
 		g := transportReadCluster(t, MuxConfig{CoalesceWindow: window, ignoreUrgency: true})
-		// The heartbeats a read waits for may wait a quarter of the
-		// heartbeat interval (200-400 ms): 50-100 ms, unless one already
+		// The heartbeats a read waits for may wait until they are due, 9/4
+		// of the heartbeat interval (200-400 ms) after the previous answer:
+		// up to 400 ms or so after Raft sent them, unless one already
 		// under way answers sooner. Until the leader's heartbeats have
 		// learnt that interval from Raft's timer, they go at once.
 		tr := g.cfg.Transport.(*GroupTransport)
