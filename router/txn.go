@@ -41,18 +41,15 @@ func (t Txn) keys() [][]byte {
 
 // ReadOnly reports whether neither branch writes: such a Txn is safe to
 // retry whatever its outcome.
-func (t Txn) ReadOnly() bool { return !t.writes() }
-
-// writes reports whether either branch writes.
-func (t Txn) writes() bool {
+func (t Txn) ReadOnly() bool {
 	for _, ops := range [][]shard.TxnOp{t.Then, t.Else} {
 		for _, op := range ops {
 			if op.Kind != shard.TxnGet {
-				return true
+				return false
 			}
 		}
 	}
-	return false
+	return true
 }
 
 // TxnResult is a transaction's answer.
@@ -91,7 +88,7 @@ func (r *Router) Txn(ctx context.Context, t Txn, req shard.RequestID, forwarded 
 	if len(keys) == 0 {
 		return TxnResult{}, fmt.Errorf("%w: a transaction needs at least one compare or operation", ErrInvalid)
 	}
-	if !t.writes() {
+	if t.ReadOnly() {
 		// A Txn that only reads may be applied twice harmlessly, and a
 		// duplicate would not repeat its reads: never deduplicate it.
 		req = shard.RequestID{}

@@ -151,14 +151,13 @@ func NewShardKVServer(store Store, limits Limits) *ShardKVServer {
 
 // ScanShard implements ringkvv1.ShardKVServer.
 func (s *ShardKVServer) ScanShard(ctx context.Context, req *ringkvv1.ScanShardRequest) (*ringkvv1.ScanShardResponse, error) {
-	kv := KVServer{limits: s.limits}
-	q, err := kv.scanQuery(req.GetPrefix(), req.GetStartAfter(), req.GetLimit(), req.GetKeysOnly())
+	q, err := s.limits.scanQuery(req.GetPrefix(), req.GetStartAfter(), req.GetLimit(), req.GetKeysOnly())
 	if err != nil {
 		return nil, err
 	}
 	page, err := s.store.ScanShard(ctx, shard.ID(req.GetShard()), q, isForwarded(ctx))
 	if err != nil {
-		return nil, kv.fail(ctx, err, true)
+		return nil, fail(ctx, err, true)
 	}
 	now := time.Now()
 	resp := &ringkvv1.ScanShardResponse{More: page.More, Kvs: make([]*ringkvv1.KeyValue, len(page.KVs))}

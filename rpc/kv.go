@@ -50,7 +50,7 @@ func (s *KVServer) Get(ctx context.Context, req *ringkvv1.GetRequest) (*ringkvv1
 	res, err := s.store.Get(ctx, req.GetKey(), isForwarded(ctx))
 	setLeader(ctx, res.Leader)
 	if err != nil {
-		return nil, s.fail(ctx, err, true)
+		return nil, fail(ctx, err, true)
 	}
 	return &ringkvv1.GetResponse{
 		Value:         res.Value.Data,
@@ -84,7 +84,7 @@ func (s *KVServer) Put(ctx context.Context, req *ringkvv1.PutRequest) (*ringkvv1
 	}
 	res, err := s.store.PutWith(ctx, req.GetKey(), req.GetValue(), opts, rid, isForwarded(ctx))
 	if err != nil {
-		return nil, s.fail(ctx, err, len(rid.ClientID) > 0)
+		return nil, fail(ctx, err, len(rid.ClientID) > 0)
 	}
 	setLeader(ctx, res.Leader)
 	return &ringkvv1.PutResponse{Version: res.Version, Succeeded: res.Succeeded}, nil
@@ -107,7 +107,7 @@ func (s *KVServer) Delete(ctx context.Context, req *ringkvv1.DeleteRequest) (*ri
 	}
 	res, err := s.store.DeleteWith(ctx, req.GetKey(), opts, rid, isForwarded(ctx))
 	if err != nil {
-		return nil, s.fail(ctx, err, len(rid.ClientID) > 0)
+		return nil, fail(ctx, err, len(rid.ClientID) > 0)
 	}
 	setLeader(ctx, res.Leader)
 	return &ringkvv1.DeleteResponse{Deleted: res.Existed && res.Succeeded, Version: res.Version, Succeeded: res.Succeeded}, nil
@@ -118,7 +118,7 @@ func (s *KVServer) Delete(ctx context.Context, req *ringkvv1.DeleteRequest) (*ri
 // may be retried even if it took effect: reads, and writes that carry a
 // request ID. A write without one whose outcome is unknown must not be
 // answered with Unavailable, which means "retry".
-func (s *KVServer) fail(ctx context.Context, err error, retrySafe bool) error {
+func fail(ctx context.Context, err error, retrySafe bool) error {
 	if hint := leaderHint(err); hint != "" {
 		setLeader(ctx, hint)
 	}

@@ -218,7 +218,7 @@ func (s *KVServer) Txn(ctx context.Context, req *ringkvv1.TxnRequest) (*ringkvv1
 	}
 	res, err := s.store.Txn(ctx, t, rid, isForwarded(ctx))
 	if err != nil {
-		return nil, s.fail(ctx, err, len(rid.ClientID) > 0 || t.ReadOnly())
+		return nil, fail(ctx, err, len(rid.ClientID) > 0 || t.ReadOnly())
 	}
 	setLeader(ctx, res.Leader)
 	branch := t.Then
@@ -246,7 +246,7 @@ func (s *KVServer) MultiGet(ctx context.Context, req *ringkvv1.MultiGetRequest) 
 	}
 	items, err := s.store.MultiGet(ctx, keys, isForwarded(ctx))
 	if err != nil {
-		return nil, s.fail(ctx, err, true)
+		return nil, fail(ctx, err, true)
 	}
 	now := time.Now()
 	resp := &ringkvv1.MultiGetResponse{Kvs: make([]*ringkvv1.KeyValue, len(items))}
@@ -279,7 +279,7 @@ func (s *KVServer) MultiPut(ctx context.Context, req *ringkvv1.MultiPutRequest) 
 	}
 	versions, err := s.store.MultiPut(ctx, puts, rid, isForwarded(ctx))
 	if err != nil {
-		return nil, s.fail(ctx, err, len(rid.ClientID) > 0)
+		return nil, fail(ctx, err, len(rid.ClientID) > 0)
 	}
 	return &ringkvv1.MultiPutResponse{Versions: versions}, nil
 }
@@ -290,7 +290,7 @@ const pageTokenVersion = 1
 
 // Scan implements ringkvv1.KVServer.
 func (s *KVServer) Scan(ctx context.Context, req *ringkvv1.ScanRequest) (*ringkvv1.ScanResponse, error) {
-	q, err := s.scanQuery(req.GetPrefix(), req.GetStartAfter(), req.GetLimit(), req.GetKeysOnly())
+	q, err := s.limits.scanQuery(req.GetPrefix(), req.GetStartAfter(), req.GetLimit(), req.GetKeysOnly())
 	if err != nil {
 		return nil, err
 	}
@@ -302,7 +302,7 @@ func (s *KVServer) Scan(ctx context.Context, req *ringkvv1.ScanRequest) (*ringkv
 	}
 	page, err := s.store.Scan(ctx, q)
 	if err != nil {
-		return nil, s.fail(ctx, err, true)
+		return nil, fail(ctx, err, true)
 	}
 	now := time.Now()
 	resp := &ringkvv1.ScanResponse{Kvs: make([]*ringkvv1.KeyValue, len(page.KVs))}
@@ -319,12 +319,12 @@ func (s *KVServer) Scan(ctx context.Context, req *ringkvv1.ScanRequest) (*ringkv
 	return resp, nil
 }
 
-func (s *KVServer) scanQuery(prefix, after []byte, limit uint32, keysOnly bool) (router.ScanQuery, error) {
-	if len(prefix) > s.limits.MaxKeySize {
-		return router.ScanQuery{}, status.Errorf(codes.InvalidArgument, "prefix is %d bytes; the limit is %d bytes", len(prefix), s.limits.MaxKeySize)
+func (l Limits) scanQuery(prefix, after []byte, limit uint32, keysOnly bool) (router.ScanQuery, error) {
+	if len(prefix) > l.MaxKeySize {
+		return router.ScanQuery{}, status.Errorf(codes.InvalidArgument, "prefix is %d bytes; the limit is %d bytes", len(prefix), l.MaxKeySize)
 	}
-	if len(after) > s.limits.MaxKeySize {
-		return router.ScanQuery{}, status.Errorf(codes.InvalidArgument, "start_after is %d bytes; the limit is %d bytes", len(after), s.limits.MaxKeySize)
+	if len(after) > l.MaxKeySize {
+		return router.ScanQuery{}, status.Errorf(codes.InvalidArgument, "start_after is %d bytes; the limit is %d bytes", len(after), l.MaxKeySize)
 	}
 	if limit > MaxScanLimit {
 		return router.ScanQuery{}, status.Errorf(codes.InvalidArgument, "limit is %d; the maximum is %d", limit, MaxScanLimit)

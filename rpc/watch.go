@@ -28,20 +28,20 @@ func watchResponse(b router.WatchBatch) *ringkvv1.WatchResponse {
 	return resp
 }
 
-func (s *KVServer) watchQuery(key []byte, prefix bool) (router.WatchQuery, error) {
+func (l Limits) watchQuery(key []byte, prefix bool) (router.WatchQuery, error) {
 	if !prefix {
-		if err := s.limits.checkKey(key); err != nil {
+		if err := l.checkKey(key); err != nil {
 			return router.WatchQuery{}, err
 		}
-	} else if len(key) > s.limits.MaxKeySize {
-		return router.WatchQuery{}, status.Errorf(codes.InvalidArgument, "prefix is %d bytes; the limit is %d bytes", len(key), s.limits.MaxKeySize)
+	} else if len(key) > l.MaxKeySize {
+		return router.WatchQuery{}, status.Errorf(codes.InvalidArgument, "prefix is %d bytes; the limit is %d bytes", len(key), l.MaxKeySize)
 	}
 	return router.WatchQuery{Key: key, Prefix: prefix}, nil
 }
 
 // Watch implements ringkvv1.KVServer.
 func (s *KVServer) Watch(req *ringkvv1.WatchRequest, stream ringkvv1.KV_WatchServer) error {
-	q, err := s.watchQuery(req.GetKey(), req.GetPrefix())
+	q, err := s.limits.watchQuery(req.GetKey(), req.GetPrefix())
 	if err != nil {
 		return err
 	}
@@ -74,8 +74,7 @@ func watchStatus(ctx context.Context, err error) error {
 
 // WatchShard implements ringkvv1.ShardKVServer.
 func (s *ShardKVServer) WatchShard(req *ringkvv1.WatchShardRequest, stream ringkvv1.ShardKV_WatchShardServer) error {
-	kv := KVServer{limits: s.limits}
-	q, err := kv.watchQuery(req.GetKey(), req.GetPrefix())
+	q, err := s.limits.watchQuery(req.GetKey(), req.GetPrefix())
 	if err != nil {
 		return err
 	}
