@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"net/http"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -13,6 +15,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/ringkv/ringkv/cluster"
 	"github.com/ringkv/ringkv/shard"
 )
 
@@ -23,7 +26,9 @@ type nodeCollector struct {
 	n *Node
 
 	leader, hasLeader, term, commit, applied, lastContact, keys, bytes *prometheus.Desc
+	logEntries, snapIndex, snapBytes                                   *prometheus.Desc
 	moves, members, forwarded, ready                                   *prometheus.Desc
+	logSyncs, logWrites, logDiskBytes, snapSent, snapReceived          *prometheus.Desc
 }
 
 func newNodeCollector(n *Node) *nodeCollector {
@@ -40,19 +45,33 @@ func newNodeCollector(n *Node) *nodeCollector {
 		lastContact: shardDesc("last_contact_seconds", "Seconds since this follower replica last heard from its leader (0 on the leader)."),
 		keys:        shardDesc("keys", "Keys held by this node's replica."),
 		bytes:       shardDesc("state_bytes", "Approximate memory of the replica's state machine (keys, values, sessions)."),
+		logEntries:  shardDesc("log_entries", "Entries in this replica's Raft log: those not yet compacted into a snapshot plus the trailing ones kept for slow followers."),
+		snapIndex:   shardDesc("snapshot_index", "Last Raft index covered by this replica's newest snapshot (0 without one)."),
+		snapBytes:   shardDesc("snapshot_bytes", "Size of this replica's newest snapshot in bytes (0 without one)."),
 		moves: prometheus.NewDesc("ringkv_rebalance_moves", "Replica moves of the cluster by phase (pending, active), as this node knows them.",
 			[]string{"phase"}, nil),
 		members: prometheus.NewDesc("ringkv_cluster_members", "Cluster members by state, as this node knows them.",
 			[]string{"state"}, nil),
 		forwarded: prometheus.NewDesc("ringkv_router_forwarded_total", "Requests this node forwarded to another node because it did not lead the key's shard.", nil, nil),
 		ready:     prometheus.NewDesc("ringkv_node_ready", "1 when the node has the cluster metadata, every replica it hosts, and every hosted shard has a leader.", nil, nil),
+		logSyncs: prometheus.NewDesc("ringkv_raft_log_syncs_total",
+			"Durable commits of the node's shared Raft log (one fdatasync each, covering the writes of many groups).", nil, nil),
+		logWrites: prometheus.NewDesc("ringkv_raft_log_writes_total",
+			"Write requests (log appends, truncations, stable-store updates) committed to the node's shared Raft log; writes/syncs is the batching factor.", nil, nil),
+		logDiskBytes: prometheus.NewDesc("ringkv_raft_log_disk_bytes",
+			"Bytes on disk of the node's shared Raft log (segment files or bolt file).", nil, nil),
+		snapSent: prometheus.NewDesc("ringkv_snapshot_sent_bytes_total",
+			"Snapshot bytes this node sent to other replicas: rebalancing moves and followers catching up.", nil, nil),
+		snapReceived: prometheus.NewDesc("ringkv_snapshot_received_bytes_total",
+			"Snapshot bytes this node received from other replicas.", nil, nil),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.leader, c.hasLeader, c.term, c.commit, c.applied, c.lastContact,
-		c.keys, c.bytes, c.moves, c.members, c.forwarded, c.ready} {
+		c.keys, c.bytes, c.logEntries, c.snapIndex, c.snapBytes, c.moves, c.members, c.forwarded, c.ready,
+		c.logSyncs, c.logWrites, c.logDiskBytes, c.snapSent, c.snapReceived} {
 		ch <- d
 	}
 }
@@ -91,6 +110,13 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.lastContact, contact, sid)
 		gauge(c.keys, float64(r.sm.Len()), sid)
 		gauge(c.bytes, float64(r.sm.SizeBytes()), sid)
+		entries := 0.0
+		if s.LastLogIndex > 0 {
+			entries = float64(s.LastLogIndex - s.FirstLogIndex + 1)
+		}
+		gauge(c.logEntries, entries, sid)
+		gauge(c.snapIndex, float64(s.SnapshotIndex), sid)
+		gauge(c.snapBytes, float64(s.SnapshotBytes), sid)
 	}
 	st := n.metaSM.Current()
 	if st.Initialized() {
@@ -105,7 +131,19 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 			gauge(c.members, float64(k), state)
 		}
 	}
-	ch <- prometheus.MustNewConstMetric(c.forwarded, prometheus.CounterValue, float64(n.router.Stats().Forwarded))
+	counter := func(d *prometheus.Desc, v float64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v)
+	}
+	counter(c.forwarded, float64(n.router.Stats().Forwarded))
+	ls := n.logStore.Stats()
+	counter(c.logSyncs, float64(ls.Commits))
+	counter(c.logWrites, float64(ls.Writes))
+	if size, err := diskUsage(n.logPath); err == nil {
+		gauge(c.logDiskBytes, float64(size))
+	}
+	sent, received := n.mux.SnapshotBytesTotals()
+	counter(c.snapSent, float64(sent))
+	counter(c.snapReceived, float64(received))
 	gauge(c.ready, b(n.ReadyWithLeaders()))
 }
 
@@ -168,10 +206,85 @@ func (n *Node) stopHTTP(ctx context.Context) error {
 func (n *Node) HTTPAddr() string { return n.httpAddr }
 
 // newRegistry returns the node's metrics registry: its own collector, the
-// Go runtime's and the process's.
+// Raft latency histograms (n.raftObs), the Go runtime's and the process's.
 func (n *Node) newRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(newNodeCollector(n), collectors.NewGoCollector(),
+	n.raftObs = newRaftObserver()
+	n.moveMetrics = newMoveMetrics()
+	reg.MustRegister(newNodeCollector(n), n.raftObs.proposal, n.raftObs.apply,
+		n.moveMetrics.finished, n.moveMetrics.bytes, collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return reg
+}
+
+// raftObserver is the replication.Observer of every group of a node: it
+// feeds the latency histograms.
+type raftObserver struct {
+	proposal prometheus.Histogram
+	apply    prometheus.Histogram
+}
+
+func newRaftObserver() *raftObserver {
+	return &raftObserver{
+		proposal: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "ringkv_raft_proposal_seconds",
+			Help: "Time from proposing a command on a shard or metadata leader to its state machine result: replication, fsync and apply.",
+			// 0.5 ms .. ~4 s
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}),
+		apply: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "ringkv_raft_apply_seconds",
+			Help: "Time a state machine took to apply one batch of committed entries (every replica).",
+			// 10 us .. ~80 ms
+			Buckets: prometheus.ExponentialBuckets(0.00001, 2, 14),
+		}),
+	}
+}
+
+// ObserveProposal implements replication.Observer.
+func (o *raftObserver) ObserveProposal(d time.Duration) { o.proposal.Observe(d.Seconds()) }
+
+// ObserveApply implements replication.Observer.
+func (o *raftObserver) ObserveApply(_ int, d time.Duration) { o.apply.Observe(d.Seconds()) }
+
+// moveMetrics count the replica moves this node's shard leaders finished.
+type moveMetrics struct {
+	finished *prometheus.CounterVec
+	bytes    prometheus.Counter
+}
+
+func newMoveMetrics() *moveMetrics {
+	m := &moveMetrics{
+		finished: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ringkv_rebalance_moves_finished_total",
+			Help: "Replica moves that a shard leader on this node finished, by outcome (done, aborted); sum over the nodes for the cluster's.",
+		}, []string{"outcome"}),
+		bytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "ringkv_rebalance_moved_bytes_total",
+			Help: "Snapshot bytes sent to the destinations of the moves counted in ringkv_rebalance_moves_finished_total.",
+		}),
+	}
+	// Both outcomes exist from the start, so a rate() sees the first move.
+	m.finished.WithLabelValues(cluster.MoveDone)
+	m.finished.WithLabelValues(cluster.MoveAborted)
+	return m
+}
+
+// diskUsage returns the bytes of the regular files at or under path.
+func diskUsage(path string) (int64, error) {
+	var total int64
+	err := filepath.WalkDir(path, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Type().IsRegular() {
+			info, err := d.Info()
+			if err != nil {
+				return err
+			}
+			total += info.Size()
+		}
+		return nil
+	})
+	return total, err
 }

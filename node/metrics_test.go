@@ -80,7 +80,18 @@ func TestMetricsAndReadiness(t *testing.T) {
 		}
 	}
 
-	puts, leaders := 0.0, map[string]float64{}
+	// A snapshot of shard 0 on n1, so that its snapshot series are not 0.
+	n1.mu.Lock()
+	r0 := n1.mu.shards[0]
+	n1.mu.Unlock()
+	if r0 == nil {
+		t.Fatal("n1 hosts no replica of shard 0")
+	}
+	if err := r0.Snapshot(); err != nil {
+		t.Fatal(err)
+	}
+
+	puts, proposals, movesDone, leaders := 0.0, 0.0, 0.0, map[string]float64{}
 	for _, n := range nodes {
 		code, body := scrape(t, "http://"+n.HTTPAddr()+"/metrics")
 		if code != 200 {
@@ -93,8 +104,22 @@ func TestMetricsAndReadiness(t *testing.T) {
 				leaders[k] += v
 			}
 		}
+		proposals += m["ringkv_raft_proposal_seconds_count"]
+		movesDone += m[`ringkv_rebalance_moves_finished_total{outcome="done"}`]
+		if m["ringkv_raft_apply_seconds_count"] < 1 {
+			t.Errorf("/metrics of %s: ringkv_raft_apply_seconds_count = %v; every replica applies", n.ID(), m["ringkv_raft_apply_seconds_count"])
+		}
+		syncs, writes := m["ringkv_raft_log_syncs_total"], m["ringkv_raft_log_writes_total"]
+		if syncs < 1 || writes < syncs || m["ringkv_raft_log_disk_bytes"] < 1 {
+			t.Errorf("/metrics of %s: log syncs %v, writes %v, disk bytes %v", n.ID(), syncs, writes, m["ringkv_raft_log_disk_bytes"])
+		}
+		if e := m[`ringkv_shard_log_entries{shard="0"}`]; e < 1 {
+			t.Errorf("/metrics of %s: shard 0 log entries %v", n.ID(), e)
+		}
 		for _, want := range []string{`ringkv_cluster_members{state="active"}`, "ringkv_node_ready",
-			`ringkv_shard_applied_index{shard="0"}`, `ringkv_shard_term{shard="0"}`, "go_goroutines", "process_resident_memory_bytes"} {
+			`ringkv_shard_applied_index{shard="0"}`, `ringkv_shard_term{shard="0"}`, "go_goroutines", "process_resident_memory_bytes",
+			`ringkv_shard_snapshot_bytes{shard="0"}`, `ringkv_shard_snapshot_index{shard="0"}`,
+			"ringkv_snapshot_sent_bytes_total", "ringkv_snapshot_received_bytes_total"} {
 			if _, ok := m[want]; !ok {
 				t.Errorf("/metrics of %s lacks %s", n.ID(), want)
 			}
@@ -109,6 +134,19 @@ func TestMetricsAndReadiness(t *testing.T) {
 	}
 	if puts < 20 {
 		t.Errorf("the nodes counted %v successful Puts; want at least the client's 20", puts)
+	}
+	// Growing from one node to three added two replicas to each of the 8
+	// shards, one move each.
+	if movesDone != 16 {
+		t.Errorf("the nodes counted %v finished moves; want 16", movesDone)
+	}
+	if proposals < 20 {
+		t.Errorf("the leaders counted %v proposals; want at least the client's 20 puts", proposals)
+	}
+	_, body := scrape(t, "http://"+n1.HTTPAddr()+"/metrics")
+	if m := samples(body); m[`ringkv_shard_snapshot_bytes{shard="0"}`] < 1 || m[`ringkv_shard_snapshot_index{shard="0"}`] < 1 {
+		t.Errorf("after a snapshot of shard 0, n1 reports snapshot bytes %v, index %v",
+			m[`ringkv_shard_snapshot_bytes{shard="0"}`], m[`ringkv_shard_snapshot_index{shard="0"}`])
 	}
 	if len(leaders) != 8 {
 		t.Errorf("leader series for %d shards; want 8", len(leaders))

@@ -259,6 +259,8 @@ func (n *Node) finishMove(ctx context.Context, m cluster.Move, outcome, reason s
 	if err != nil {
 		return fmt.Errorf("%s: committing its end: %w", m, err)
 	}
+	n.moveMetrics.finished.WithLabelValues(outcome).Inc()
+	n.moveMetrics.bytes.Add(float64(bytes))
 	n.logger.Info("replica move finished", "move", m.String(), "outcome", outcome, "reason", reason, "bytes", bytes, "epoch", epoch)
 	return nil
 }

@@ -57,7 +57,12 @@ type Node struct {
 	// logStore holds the Raft logs of every shard replica on this node, so
 	// that one fsync commits the entries of many groups (Config.RaftLog).
 	logStore raftLog
-	serveErr chan error
+	logPath  string // the file or directory logStore keeps its data in
+	// raftObs feeds the Raft latency histograms of every group.
+	raftObs *raftObserver
+	// moveMetrics count the moves this node's shard leaders finished.
+	moveMetrics *moveMetrics
+	serveErr    chan error
 	// http serves /metrics, /healthz and /readyz (Config.HTTPAddr).
 	http     *http.Server
 	httpAddr string
@@ -130,6 +135,7 @@ func Start(cfg Config) (*Node, error) {
 		logger:   cfg.Logger.With("node", cfg.ID),
 		lis:      lis,
 		logStore: logStore,
+		logPath:  raftLogPath(cfg.DataDir, raftLogKind),
 		stop:     make(chan struct{}),
 		serveErr: make(chan error, 1),
 	}
@@ -263,6 +269,7 @@ func (n *Node) groupConfig(id uint64, dir string, sm replication.StateMachine, n
 		SnapshotThreshold: n.cfg.SnapshotThreshold,
 		MaxAppendEntries:  maxAppendEntries,
 		Confirmer:         n.confirmer,
+		Observer:          n.raftObs,
 		Logger:            n.logger,
 		RaftLogOutput:     n.cfg.RaftLogOutput,
 	}, nil

@@ -37,6 +37,8 @@ type raftLog interface {
 	DeleteGroup(id uint64) error
 	// Groups returns the IDs of the groups that have data.
 	Groups() ([]uint64, error)
+	// Stats counts the durable commits and the writes they carried.
+	Stats() raftstore.Stats
 	Close() error
 }
 
@@ -108,6 +110,15 @@ func openRaftLog(dataDir, kind string) (raftLog, string, error) {
 		return nil, "", err
 	}
 	return boltLog{s}, RaftLogBolt, nil
+}
+
+// raftLogPath returns where a shared log of kind (RaftLogWAL or
+// RaftLogBolt) lives in dataDir.
+func raftLogPath(dataDir, kind string) string {
+	if kind == RaftLogWAL {
+		return filepath.Join(dataDir, walLogName)
+	}
+	return filepath.Join(dataDir, boltLogName)
 }
 
 func exists(path string) (bool, error) {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/raft"
 )
@@ -37,7 +38,8 @@ type Snapshot interface {
 // before the FSM goroutine has applied the entries, so waiting on it would
 // let a read run ahead of the state it must observe.
 type fsm struct {
-	sm StateMachine
+	sm  StateMachine
+	obs Observer // may be nil
 
 	applied atomic.Uint64
 
@@ -48,8 +50,8 @@ type fsm struct {
 	}
 }
 
-func newFSM(sm StateMachine) *fsm {
-	f := &fsm{sm: sm}
+func newFSM(sm StateMachine, obs Observer) *fsm {
+	f := &fsm{sm: sm, obs: obs}
 	f.mu.advanced = make(chan struct{})
 	return f
 }
@@ -96,6 +98,10 @@ func (f *fsm) Apply(l *raft.Log) any {
 // configuration entries; only commands reach the state machine, but both
 // advance the applied index.
 func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
+	if f.obs != nil {
+		start := time.Now()
+		defer func() { f.obs.ObserveApply(len(logs), time.Since(start)) }()
+	}
 	out := make([]any, len(logs))
 	for i, l := range logs {
 		if l.Type == raft.LogCommand {

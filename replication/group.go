@@ -104,6 +104,21 @@ type Config struct {
 	// back to raft.VerifyLeader, which a reply delayed from before the read
 	// can satisfy: production nodes always set it.
 	Confirmer TermConfirmer
+	// Observer, when set, is told how long proposals and state machine
+	// applies take, for metrics. Its methods must be cheap and must not
+	// block: they run on Raft's apply path.
+	Observer Observer
+}
+
+// Observer receives the group's latencies. One Observer may serve every
+// group of a node, so its methods must be safe for concurrent use.
+type Observer interface {
+	// ObserveProposal reports how long a successful Propose took, from
+	// the call to the state machine's result on this (leader) replica.
+	ObserveProposal(d time.Duration)
+	// ObserveApply reports how long the state machine took to apply one
+	// batch of n committed entries.
+	ObserveApply(n int, d time.Duration)
 }
 
 // LogStore is a Raft log store and stable store in one.
@@ -266,7 +281,7 @@ func Open(cfg Config) (*Group, error) {
 
 	g := &Group{
 		cfg:        cfg,
-		fsm:        newFSM(cfg.StateMachine),
+		fsm:        newFSM(cfg.StateMachine, cfg.Observer),
 		store:      store,
 		close:      closeStore,
 		logs:       logs,
@@ -351,6 +366,7 @@ func (g *Group) Propose(ctx context.Context, cmd []byte) (any, uint64, error) {
 			return nil, 0, fmt.Errorf("group %d: propose: %w", g.cfg.Group, context.DeadlineExceeded)
 		}
 	}
+	start := time.Now()
 	f := g.raft.Apply(cmd, timeout)
 	done := make(chan error, 1)
 	go func() { done <- f.Error() }()
@@ -358,6 +374,9 @@ func (g *Group) Propose(ctx context.Context, cmd []byte) (any, uint64, error) {
 	case err := <-done:
 		if err != nil {
 			return nil, 0, g.mapRaftErr("propose", err)
+		}
+		if g.cfg.Observer != nil {
+			g.cfg.Observer.ObserveProposal(time.Since(start))
 		}
 		return f.Response(), f.Index(), nil
 	case <-ctx.Done():

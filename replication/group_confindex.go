@@ -148,6 +148,8 @@ type snapshotConfig struct {
 	index     uint64
 	confIndex uint64
 	conf      raft.Configuration
+	// size is the snapshot's length in bytes.
+	size int64
 }
 
 func newTrackingSnapshotStore(s raft.SnapshotStore) (*trackingSnapshotStore, error) {
@@ -157,7 +159,7 @@ func newTrackingSnapshotStore(s raft.SnapshotStore) (*trackingSnapshotStore, err
 		return nil, err
 	}
 	if len(metas) > 0 {
-		t.record(metas[0].Index, metas[0].ConfigurationIndex, metas[0].Configuration)
+		t.record(metas[0].Index, metas[0].ConfigurationIndex, metas[0].Configuration, metas[0].Size)
 	}
 	return t, nil
 }
@@ -170,14 +172,16 @@ func (t *trackingSnapshotStore) Create(version raft.SnapshotVersion, index, term
 	if err != nil {
 		return nil, err
 	}
-	return &trackingSnapshotSink{SnapshotSink: sink, closed: func() { t.record(index, confIndex, conf) }}, nil
+	ts := &trackingSnapshotSink{SnapshotSink: sink}
+	ts.closed = func() { t.record(index, confIndex, conf, ts.written) }
+	return ts, nil
 }
 
-func (t *trackingSnapshotStore) record(index, confIndex uint64, conf raft.Configuration) {
+func (t *trackingSnapshotStore) record(index, confIndex uint64, conf raft.Configuration, size int64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if index >= t.mu.latest.index {
-		t.mu.latest = snapshotConfig{index: index, confIndex: confIndex, conf: conf.Clone()}
+		t.mu.latest = snapshotConfig{index: index, confIndex: confIndex, conf: conf.Clone(), size: size}
 	}
 }
 
@@ -190,7 +194,14 @@ func (t *trackingSnapshotStore) latest() snapshotConfig {
 
 type trackingSnapshotSink struct {
 	raft.SnapshotSink
-	closed func()
+	closed  func()
+	written int64 // bytes written so far; raft writes a sink from one goroutine
+}
+
+func (s *trackingSnapshotSink) Write(p []byte) (int, error) {
+	n, err := s.SnapshotSink.Write(p)
+	s.written += int64(n)
+	return n, err
 }
 
 func (s *trackingSnapshotSink) Close() error {

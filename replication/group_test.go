@@ -285,7 +285,7 @@ func TestGroupWaitAppliedHonoursContext(t *testing.T) {
 // machine.
 func TestFSMAppliedIndex(t *testing.T) {
 	sm := newKVSM()
-	f := newFSM(sm)
+	f := newFSM(sm, nil)
 	f.Apply(&raft.Log{Index: 1, Type: raft.LogCommand, Data: []byte("a=1")})
 	f.ApplyBatch([]*raft.Log{
 		{Index: 2, Type: raft.LogConfiguration},
@@ -314,7 +314,7 @@ func TestFSMAppliedIndex(t *testing.T) {
 	if got := binary.BigEndian.Uint64(sink.Bytes()[:8]); got != 5 {
 		t.Fatalf("snapshot header index = %d; want 5", got)
 	}
-	g := newFSM(newKVSM())
+	g := newFSM(newKVSM(), nil)
 	if err := g.Restore(io.NopCloser(bytes.NewReader(sink.Bytes()))); err != nil {
 		t.Fatal(err)
 	}
@@ -324,7 +324,7 @@ func TestFSMAppliedIndex(t *testing.T) {
 	if err := g.waitApplied(context.Background(), 5); err != nil {
 		t.Fatalf("waitApplied(5) after restore: %v", err)
 	}
-	if err := newFSM(newKVSM()).Restore(io.NopCloser(strings.NewReader("abc"))); err == nil {
+	if err := newFSM(newKVSM(), nil).Restore(io.NopCloser(strings.NewReader("abc"))); err == nil {
 		t.Fatal("Restore of a 3-byte snapshot succeeded; want an error")
 	}
 }

@@ -470,6 +470,20 @@ func (m *Mux) SnapshotBytesSent(group uint64) uint64 {
 	return 0
 }
 
+// SnapshotBytesTotals returns how many bytes of snapshot data this node
+// has sent to and received from its peers, over all groups, since the Mux
+// was created (failed and refused transfers included): the data that
+// moving replicas and catching up slow followers cost.
+func (m *Mux) SnapshotBytesTotals() (sent, received uint64) {
+	m.stats.snapshotBytes.Range(func(_, v any) bool {
+		c := v.(*snapshotByteCounters)
+		sent += c.sent.Load()
+		received += c.received.Load()
+		return true
+	})
+	return sent, received
+}
+
 // SnapshotBytesReceived returns how many bytes of snapshot data this node
 // has received from its peers for group since the Mux was created,
 // including transfers that failed or that Raft refused.

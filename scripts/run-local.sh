@@ -23,7 +23,7 @@ trap stop INT TERM EXIT
 
 for i in 1 2 3; do
   ./bin/kvnode --id "n$i" --listen "127.0.0.1:700$i" --data-dir "$DATA/n$i" \
-    --initial-cluster "$CLUSTER" >"$DATA/n$i.log" 2>&1 &
+    --initial-cluster "$CLUSTER" --http "127.0.0.1:910$i" >"$DATA/n$i.log" 2>&1 &
   pids+=($!)
 done
 
@@ -47,6 +47,7 @@ In another terminal:
   kvctl get hello
   kvctl --endpoints 127.0.0.1:7002 get hello
   kvctl cluster status
+  curl -s 127.0.0.1:9101/metrics | grep ^ringkv_   # Prometheus metrics of n1
 
 Press Ctrl-C to stop all three nodes.
 TXT
