@@ -29,6 +29,7 @@ type nodeCollector struct {
 	logEntries, snapIndex, snapBytes                                   *prometheus.Desc
 	moves, members, forwarded, ready                                   *prometheus.Desc
 	logSyncs, logWrites, logDiskBytes, snapSent, snapReceived          *prometheus.Desc
+	appends, heartbeats, heartbeatBatches                              *prometheus.Desc
 }
 
 func newNodeCollector(n *Node) *nodeCollector {
@@ -64,6 +65,13 @@ func newNodeCollector(n *Node) *nodeCollector {
 			"Snapshot bytes this node sent to other replicas: rebalancing moves and followers catching up.", nil, nil),
 		snapReceived: prometheus.NewDesc("ringkv_snapshot_received_bytes_total",
 			"Snapshot bytes this node received from other replicas.", nil, nil),
+		appends: prometheus.NewDesc("ringkv_transport_appends_total",
+			"Pipelined Raft AppendEntries of this node's leaders: sent, or skipped (an empty one an idle follower had acknowledged already).",
+			[]string{"outcome"}, nil),
+		heartbeats: prometheus.NewDesc("ringkv_transport_heartbeats_total",
+			"Raft heartbeats this node's leaders sent.", nil, nil),
+		heartbeatBatches: prometheus.NewDesc("ringkv_transport_heartbeat_batches_total",
+			"Messages that carried those heartbeats (all groups' heartbeats to one peer travel together).", nil, nil),
 	}
 }
 
@@ -71,7 +79,8 @@ func newNodeCollector(n *Node) *nodeCollector {
 func (c *nodeCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.leader, c.hasLeader, c.term, c.commit, c.applied, c.lastContact,
 		c.keys, c.bytes, c.logEntries, c.snapIndex, c.snapBytes, c.moves, c.members, c.forwarded, c.ready,
-		c.logSyncs, c.logWrites, c.logDiskBytes, c.snapSent, c.snapReceived} {
+		c.logSyncs, c.logWrites, c.logDiskBytes, c.snapSent, c.snapReceived,
+		c.appends, c.heartbeats, c.heartbeatBatches} {
 		ch <- d
 	}
 }
@@ -141,6 +150,11 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	if size, err := diskUsage(n.logPath); err == nil {
 		gauge(c.logDiskBytes, float64(size))
 	}
+	ms := n.mux.Stats()
+	ch <- prometheus.MustNewConstMetric(c.appends, prometheus.CounterValue, float64(ms.PipelineRequests), "sent")
+	ch <- prometheus.MustNewConstMetric(c.appends, prometheus.CounterValue, float64(ms.QuietAppends), "skipped")
+	counter(c.heartbeats, float64(ms.Heartbeats))
+	counter(c.heartbeatBatches, float64(ms.HeartbeatBatches))
 	sent, received := n.mux.SnapshotBytesTotals()
 	counter(c.snapSent, float64(sent))
 	counter(c.snapReceived, float64(received))

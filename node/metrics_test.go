@@ -119,7 +119,9 @@ func TestMetricsAndReadiness(t *testing.T) {
 		for _, want := range []string{`ringkv_cluster_members{state="active"}`, "ringkv_node_ready",
 			`ringkv_shard_applied_index{shard="0"}`, `ringkv_shard_term{shard="0"}`, "go_goroutines", "process_resident_memory_bytes",
 			`ringkv_shard_snapshot_bytes{shard="0"}`, `ringkv_shard_snapshot_index{shard="0"}`,
-			"ringkv_snapshot_sent_bytes_total", "ringkv_snapshot_received_bytes_total"} {
+			"ringkv_snapshot_sent_bytes_total", "ringkv_snapshot_received_bytes_total",
+			`ringkv_transport_appends_total{outcome="sent"}`, `ringkv_transport_appends_total{outcome="skipped"}`,
+			"ringkv_transport_heartbeats_total", "ringkv_transport_heartbeat_batches_total"} {
 			if _, ok := m[want]; !ok {
 				t.Errorf("/metrics of %s lacks %s", n.ID(), want)
 			}

@@ -34,7 +34,8 @@ type Timing struct {
 // it died), and an idle group costs a heartbeat per follower about every
 // 500 ms (Raft asks for one every 200-400 ms; the Mux paces and coalesces
 // them, see transport_heartbeat.go) and an empty AppendEntries per
-// follower every 1-2 s.
+// follower every 1-2 s, which the pipeline answers itself once the
+// follower has acknowledged an identical one (transport_quiet.go).
 //
 // CommitTimeout is also how late a follower may learn the commit index
 // after the last write, which every step of a replica move that waits for

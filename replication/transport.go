@@ -142,6 +142,11 @@ type MuxConfig struct {
 	// only the heartbeats that queue up meanwhile).
 	CoalesceWindow time.Duration
 
+	// NoQuietAppends makes pipelines send every empty AppendEntries, also
+	// those an idle follower has already acknowledged an identical one of
+	// (transport_quiet.go).
+	NoQuietAppends bool
+
 	// ignoreUrgency, in tests only, makes every heartbeat wait for the
 	// coalescing window, even the ones a leadership confirmation waits for.
 	ignoreUrgency bool
@@ -268,6 +273,8 @@ type Mux struct {
 	}
 
 	stats muxCounters
+	// heartbeatStreams numbers the Heartbeats streams opened.
+	heartbeatStreams atomic.Uint64
 }
 
 // muxPeer is the pooled connection to one peer node, shared by every group.
@@ -288,6 +295,7 @@ type muxCounters struct {
 	snapshotsReceived atomic.Uint64
 	heartbeatBatches  atomic.Uint64
 	heartbeats        atomic.Uint64
+	quietAppends      atomic.Uint64
 	// snapshotBytes maps a group ID to its *snapshotByteCounters. Entries
 	// are added on a group's first snapshot transfer and never removed, so
 	// that the counts outlive the group's transport.
@@ -319,6 +327,9 @@ type MuxStats struct {
 	// achieved.
 	HeartbeatBatches uint64
 	Heartbeats       uint64
+	// QuietAppends counts the empty AppendEntries a pipeline answered
+	// itself instead of sending (transport_quiet.go).
+	QuietAppends uint64
 }
 
 // NewMux returns a Mux configured by cfg. A cfg that fails Validate does not
@@ -457,6 +468,7 @@ func (m *Mux) Stats() MuxStats {
 		SnapshotsReceived: m.stats.snapshotsReceived.Load(),
 		HeartbeatBatches:  m.stats.heartbeatBatches.Load(),
 		Heartbeats:        m.stats.heartbeats.Load(),
+		QuietAppends:      m.stats.quietAppends.Load(),
 	}
 }
 

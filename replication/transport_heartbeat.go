@@ -146,6 +146,9 @@ func (t *GroupTransport) heartbeat(target raft.ServerAddress, args *raft.AppendE
 	if c.resp.Error != "" {
 		return t.callError(op, target, remoteError(c.resp.Error))
 	}
+	if resp.Success && resp.Term == args.Term {
+		pace.acknowledged(m.now(), c.stream, args.Term)
+	}
 	return nil
 }
 
@@ -166,6 +169,21 @@ type heartbeatPace struct {
 	// heartbeats a VerifyLeader triggers at once, rare unless urgent, do
 	// not pull it down at once.
 	interval time.Duration
+	// ack is the last heartbeat the follower acknowledged (Success, in
+	// the heartbeat's term): what lets a pipeline skip an empty
+	// AppendEntries (see transport_quiet.go).
+	ack heartbeatAck
+}
+
+// heartbeatAck is a heartbeat acknowledged by a follower.
+type heartbeatAck struct {
+	// at is when it returned, on the Mux clock (0: none yet).
+	at time.Duration
+	// stream identifies the Heartbeats stream that carried it: a stream
+	// reaches one process, so while a group's heartbeats are acknowledged
+	// on the same stream, the follower has not restarted.
+	stream uint64
+	term   uint64
 }
 
 // patience returns how long a heartbeat of term sent at now may wait for
@@ -195,6 +213,22 @@ func (p *heartbeatPace) patience(window, now time.Duration, term uint64) time.Du
 		p.interval -= min(p.interval-gap, p.interval/16)
 	}
 	return min(window, p.interval*9/4-gap)
+}
+
+// acknowledged records that a heartbeat of term returned at now with
+// Success, answered on the Heartbeats stream numbered stream.
+func (p *heartbeatPace) acknowledged(now time.Duration, stream, term uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.ack = heartbeatAck{at: now, stream: stream, term: term}
+}
+
+// lastAck returns the last acknowledged heartbeat and the heartbeat
+// interval estimate.
+func (p *heartbeatPace) lastAck() (heartbeatAck, time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.ack, p.interval
 }
 
 // returned records that a heartbeat returned at now.
@@ -232,7 +266,9 @@ type heartbeatCall struct {
 	// resp or err is the outcome, final when done is closed.
 	resp *ringkvv1.AppendEntriesResponse
 	err  error
-	done chan struct{}
+	// stream numbers the Heartbeats stream that answered (with resp).
+	stream uint64
+	done   chan struct{}
 }
 
 // complete sets the outcome of c. It is called exactly once, by whoever
@@ -455,7 +491,7 @@ func (b *heartbeatBatcher) open(deadline time.Duration) (*heartbeatStream, error
 		return nil, fmt.Errorf("opening heartbeat stream: %w", err)
 	}
 	s := &heartbeatStream{m: b.m, target: b.peer.addr, stream: stream, ctx: ctx, cancel: cancel,
-		recvDone: make(chan struct{})}
+		id: b.m.heartbeatStreams.Add(1), recvDone: make(chan struct{})}
 	s.mu.pending = map[uint64]*sentHeartbeats{}
 	go s.receive() // owned by b: close waits for it
 	return s, nil
@@ -470,6 +506,8 @@ type heartbeatStream struct {
 	stream grpc.BidiStreamingClient[ringkvv1.HeartbeatBatch, ringkvv1.HeartbeatBatchResponse]
 	ctx    context.Context
 	cancel context.CancelCauseFunc
+	// id numbers the stream, unique in its Mux.
+	id uint64
 	// recvDone is closed when the receive loop has exited.
 	recvDone chan struct{}
 
@@ -568,6 +606,7 @@ func (s *heartbeatStream) deliver(out *ringkvv1.HeartbeatBatchResponse) error {
 			// Raft step down.
 			c.complete(nil, fmt.Errorf("%w: heartbeat answered without a response", errMalformedStream))
 		default:
+			c.stream = s.id
 			c.complete(r.Response, nil)
 		}
 	}

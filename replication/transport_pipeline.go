@@ -33,6 +33,10 @@ func (t *GroupTransport) AppendEntriesPipeline(_ raft.ServerID, target raft.Serv
 	if err != nil {
 		return nil, err
 	}
+	pace, err := t.heartbeatPace(target)
+	if err != nil {
+		return nil, t.callError(op, target, err)
+	}
 
 	// The stream lives until Close, so its context has no deadline; opening
 	// it (which waits for a connection) is bounded by a timer instead.
@@ -53,12 +57,13 @@ func (t *GroupTransport) AppendEntriesPipeline(_ raft.ServerID, target raft.Serv
 		cancel()
 		return nil, t.callError(op, target, raft.ErrTransportShutdown)
 	}
-	t.pipelines.Add(1)
+	t.pipelines.Add(2) // receive and read
 	t.mu.Unlock()
 
 	pl := &pipeline{
 		t:      t,
 		target: target,
+		pace:   pace,
 		stream: stream,
 		cancel: cancel,
 		// As in netPipeline: besides the buffered ones, the receive loop
@@ -69,6 +74,8 @@ func (t *GroupTransport) AppendEntriesPipeline(_ raft.ServerID, target raft.Serv
 		doneCh:   make(chan raft.AppendFuture, maxInFlight-2),
 		closeCh:  make(chan struct{}),
 		recvDone: make(chan struct{}),
+		answers:  make(chan pipelineAnswer, 1),
+		readDone: make(chan struct{}),
 	}
 	timeout := t.mux.cfg.RPCTimeout
 	pl.sendTimer = time.AfterFunc(time.Hour, func() {
@@ -79,6 +86,7 @@ func (t *GroupTransport) AppendEntriesPipeline(_ raft.ServerID, target raft.Serv
 		pl.fail(fmt.Errorf("no response within %v: %w", timeout, context.DeadlineExceeded))
 	})
 	pl.recvTimer.Stop()
+	go pl.read()
 	go pl.receive()
 	return pl, nil
 }
@@ -87,6 +95,11 @@ func (t *GroupTransport) AppendEntriesPipeline(_ raft.ServerID, target raft.Serv
 type pipeline struct {
 	t      *GroupTransport
 	target raft.ServerAddress
+	// pace is the group's heartbeat rhythm to target, whose
+	// acknowledgements tell whether an empty request may be skipped.
+	pace *heartbeatPace
+	// quiet lets an idle pipeline skip empty requests (transport_quiet.go).
+	quiet  quietAppends
 	stream grpc.BidiStreamingClient[ringkvv1.AppendEntriesRequest, ringkvv1.AppendEntriesResponse]
 	// cancel aborts the stream: on Close, on the transport's Close, and on
 	// failure (fail), including a send or an awaited response that outlives
@@ -106,6 +119,12 @@ type pipeline struct {
 	closeCh   chan struct{}
 	// recvDone is closed when the receive loop has exited.
 	recvDone chan struct{}
+	// answers carries what the stream delivers, in order, from the read
+	// loop to the receive loop: the read loop always has a RecvMsg
+	// pending, so that the stream's end is noticed also while nothing is
+	// in flight, as when every request is skipped (transport_quiet.go).
+	answers  chan pipelineAnswer
+	readDone chan struct{}
 
 	errMu sync.Mutex
 	// err is the first failure of the stream; every later request fails
@@ -119,6 +138,9 @@ type pipelineFuture struct {
 	args  *raft.AppendEntriesRequest
 	resp  *raft.AppendEntriesResponse
 	err   error
+	// skipped: the request was not sent; resp holds the follower's answer
+	// to an identical one (transport_quiet.go).
+	skipped bool
 	// done is closed when err and resp are final.
 	done chan struct{}
 }
@@ -147,20 +169,27 @@ func (p *pipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raft.App
 	}
 
 	f := &pipelineFuture{start: time.Now(), args: args, resp: resp, done: make(chan struct{})}
-	p.sendTimer.Reset(p.t.mux.cfg.RPCTimeout)
-	err := p.stream.Send(appendEntriesRequestToProto(p.t.group, args))
-	p.sendTimer.Stop()
-	if errors.Is(err, io.EOF) {
-		// The server ended the stream; the receive loop learns why from
-		// RecvMsg and records that as the failure.
-		return nil, fmt.Errorf("%w: %w", raft.ErrPipelineShutdown,
-			p.t.callError("AppendEntriesPipeline", p.target, io.ErrUnexpectedEOF))
+	if answer, ok := p.quietAnswer(args); ok {
+		// Completed in order by the receive loop, after the requests
+		// sent before it.
+		*resp, f.skipped = answer, true
+		p.t.mux.stats.quietAppends.Add(1)
+	} else {
+		p.sendTimer.Reset(p.t.mux.cfg.RPCTimeout)
+		err := p.stream.Send(appendEntriesRequestToProto(p.t.group, args))
+		p.sendTimer.Stop()
+		if errors.Is(err, io.EOF) {
+			// The server ended the stream; the receive loop learns why from
+			// RecvMsg and records that as the failure.
+			return nil, fmt.Errorf("%w: %w", raft.ErrPipelineShutdown,
+				p.t.callError("AppendEntriesPipeline", p.target, io.ErrUnexpectedEOF))
+		}
+		if err != nil {
+			return nil, p.fail(err)
+		}
+		p.t.mux.stats.pipelineRequests.Add(1)
+		p.t.mux.stats.pipelineEntries.Add(uint64(len(args.Entries)))
 	}
-	if err != nil {
-		return nil, p.fail(err)
-	}
-	p.t.mux.stats.pipelineRequests.Add(1)
-	p.t.mux.stats.pipelineEntries.Add(uint64(len(args.Entries)))
 
 	select {
 	case p.inflight <- f:
@@ -193,14 +222,48 @@ func (p *pipeline) AppendEntries(args *raft.AppendEntriesRequest, resp *raft.App
 func (p *pipeline) Consumer() <-chan raft.AppendFuture { return p.doneCh }
 
 // Close implements raft.AppendPipeline: it aborts the stream and the
-// requests in flight, and waits for the receive loop. It is idempotent.
+// requests in flight, and waits for the receive and read loops. It is
+// idempotent.
 func (p *pipeline) Close() error {
 	p.closeOnce.Do(func() {
 		close(p.closeCh)
 		p.cancel()
 	})
 	<-p.recvDone
+	<-p.readDone
 	return nil
+}
+
+// pipelineAnswer is one message of the stream, or its end.
+type pipelineAnswer struct {
+	resp *ringkvv1.AppendEntriesResponse
+	err  error
+}
+
+// read receives the stream's messages until it ends (the server ended
+// it, the connection broke, or Close or fail canceled it), and hands them
+// to the receive loop.
+func (p *pipeline) read() {
+	defer p.t.pipelines.Done()
+	defer close(p.readDone)
+	for {
+		out := new(ringkvv1.AppendEntriesResponse)
+		err := p.stream.RecvMsg(out)
+		a := pipelineAnswer{resp: out, err: err}
+		if err != nil {
+			a.resp = nil
+		}
+		select {
+		case p.answers <- a:
+		case <-p.closeCh:
+			return
+		case <-p.t.life.Done():
+			return
+		}
+		if err != nil {
+			return
+		}
+	}
 }
 
 // fail records err as the stream's failure, unless one is already recorded,
@@ -237,11 +300,22 @@ func (p *pipeline) receive() {
 	defer p.t.pipelines.Done()
 	defer close(p.recvDone)
 	defer p.recvTimer.Stop()
-	var out ringkvv1.AppendEntriesResponse // reused; unmarshalling resets it
+	// early holds answers that came before their requests were queued
+	// (AppendEntries queues a request after sending it), oldest first.
+	var early []*ringkvv1.AppendEntriesResponse
 	for {
 		var f *pipelineFuture
 		select {
 		case f = <-p.inflight:
+		case a := <-p.answers:
+			// The stream ended, or this answers a request that
+			// AppendEntries is about to queue.
+			if a.err != nil {
+				p.fail(a.err)
+			} else {
+				early = append(early, a.resp)
+			}
+			continue
 		case <-p.closeCh:
 			return
 		case <-p.t.life.Done():
@@ -249,18 +323,32 @@ func (p *pipeline) receive() {
 		}
 
 		err := p.failure()
-		if err == nil {
-			p.recvTimer.Reset(p.t.mux.cfg.RPCTimeout)
-			err = p.stream.RecvMsg(&out)
-			p.recvTimer.Stop()
-			if err != nil {
-				err = p.fail(err)
+		if err == nil && !f.skipped {
+			var out *ringkvv1.AppendEntriesResponse
+			if len(early) > 0 {
+				out, early = early[0], early[1:]
+			} else {
+				p.recvTimer.Reset(p.t.mux.cfg.RPCTimeout)
+				select {
+				case a := <-p.answers:
+					out, err = a.resp, a.err
+				case <-p.closeCh:
+					return
+				case <-p.t.life.Done():
+					return
+				}
+				p.recvTimer.Stop()
+				if err != nil {
+					err = p.fail(err)
+				}
 			}
-		}
-		if err == nil {
-			appendEntriesResponseFromProto(&out, f.resp)
-			if out.Error != "" {
-				err = p.t.callError("AppendEntries", p.target, remoteError(out.Error))
+			if err == nil {
+				appendEntriesResponseFromProto(out, f.resp)
+				if out.Error != "" {
+					err = p.t.callError("AppendEntries", p.target, remoteError(out.Error))
+				} else {
+					p.remember(f.args, f.resp)
+				}
 			}
 		}
 		f.err = err

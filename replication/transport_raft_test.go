@@ -86,10 +86,12 @@ func (transportTestSnapshot) Release() {}
 // transportRaftCluster is a set of nodes, each able to run a Raft member of
 // any group.
 type transportRaftCluster struct {
-	t      *testing.T
-	nodes  []*transportTestNode
-	rafts  map[uint64][]*raft.Raft // by group, then node; nil if not running
-	fsms   map[uint64][]*transportTestFSM
+	t     *testing.T
+	nodes []*transportTestNode
+	rafts map[uint64][]*raft.Raft // by group, then node; nil if not running
+	fsms  map[uint64][]*transportTestFSM
+	// stores are the members' log and stable stores, by group then node.
+	stores map[uint64][]*raft.InmemStore
 	config func(*raft.Config)
 }
 
@@ -98,6 +100,7 @@ func newTransportRaftCluster(t *testing.T, nodes int, muxCfg MuxConfig, config f
 		t:      t,
 		rafts:  map[uint64][]*raft.Raft{},
 		fsms:   map[uint64][]*transportTestFSM{},
+		stores: map[uint64][]*raft.InmemStore{},
 		config: config,
 	}
 	for range nodes {
@@ -112,9 +115,23 @@ func transportNodeID(i int) raft.ServerID { return raft.ServerID(fmt.Sprintf("n%
 // ends.
 func (c *transportRaftCluster) start(i int, group uint64) *raft.Raft {
 	c.t.Helper()
+	return c.startOn(i, group, raft.NewInmemStore())
+}
+
+// restart runs the member of group on node i again, on the log and stable
+// store of its previous run, with an empty state machine, as a process
+// restarted from disk does.
+func (c *transportRaftCluster) restart(i int, group uint64) *raft.Raft {
+	c.t.Helper()
+	return c.startOn(i, group, c.stores[group][i])
+}
+
+func (c *transportRaftCluster) startOn(i int, group uint64, store *raft.InmemStore) *raft.Raft {
+	c.t.Helper()
 	if c.rafts[group] == nil {
 		c.rafts[group] = make([]*raft.Raft, len(c.nodes))
 		c.fsms[group] = make([]*transportTestFSM, len(c.nodes))
+		c.stores[group] = make([]*raft.InmemStore, len(c.nodes))
 	}
 	conf := raft.DefaultConfig()
 	conf.LocalID = transportNodeID(i)
@@ -135,7 +152,7 @@ func (c *transportRaftCluster) start(i int, group uint64) *raft.Raft {
 	if err != nil {
 		c.t.Fatalf("node %d: Transport(%d): %v", i, group, err)
 	}
-	store := raft.NewInmemStore()
+	c.stores[group][i] = store
 	fsm := new(transportTestFSM)
 	r, err := raft.NewRaft(conf, fsm, store, store, raft.NewInmemSnapshotStore(), tr)
 	if err != nil {
