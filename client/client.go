@@ -74,7 +74,7 @@ func New(ctx context.Context, endpoints []string, opts ...Option) (*Client, erro
 		log:      cfg.logger,
 		seeds:    seeds,
 		seq:      newSequencer(clientID),
-		conns:    newConns(cfg.dialOptions),
+		conns:    newConns(append(traceInterceptors(), cfg.dialOptions...)),
 		breakers: newBreakers(cfg.breakerFailures, cfg.breakerCooldown),
 	}
 	c.life, c.stop = context.WithCancel(context.Background())

@@ -7,8 +7,8 @@ import (
 )
 
 // TestDependencies keeps the client free of server-side code: of ringkv's
-// own packages it may use only the API and the key-to-shard function, and
-// nothing of Raft or storage at all.
+// own packages it may use only the API, the key-to-shard function and the
+// backup file format, and nothing of Raft or storage at all.
 func TestDependencies(t *testing.T) {
 	goBin, err := exec.LookPath("go")
 	if err != nil {
@@ -20,6 +20,7 @@ func TestDependencies(t *testing.T) {
 	}
 	allowed := map[string]bool{
 		"github.com/ringkv/ringkv/client":          true,
+		"github.com/ringkv/ringkv/backup":          true,
 		"github.com/ringkv/ringkv/proto/ringkv/v1": true,
 		"github.com/ringkv/ringkv/shard":           true,
 	}

@@ -18,8 +18,17 @@
 // about the request itself: codes.Unavailable (no leader right now, node
 // shutting down, forward failed), an attempt that ran past its attempt
 // timeout, or a connection error. Each retry backs off with jitter and
-// prefers a node the call has not tried yet. codes.InvalidArgument,
-// codes.NotFound and every other code return at once.
+// prefers a node the call has not tried yet. A node over one of its bounds
+// on requests in flight answers codes.ResourceExhausted with a RetryInfo
+// detail: that too is retried with backoff, without a map refresh, and does
+// not count against the node's circuit breaker (it is busy, not dead).
+// codes.InvalidArgument, codes.NotFound and every other code, a
+// ResourceExhausted without RetryInfo included, return at once.
+//
+// Every call carries a request ID in the "x-request-id" header, the same for
+// each of its attempts, under which every node it reaches logs it: the
+// caller's (WithTraceID) or one the client makes. TraceIDOf returns it from
+// the call's error.
 //
 // Writes are exactly-once: each Put and Delete carries a RequestID (a random
 // client ID fixed for the life of the Client and a sequence number), and a

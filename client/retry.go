@@ -33,7 +33,19 @@ type request struct {
 // been tried, the round starts over. After a retryable failure, invoke starts
 // a shard map refresh (or joins the one in flight), waits for the backoff
 // and for the refresh, and tries again.
+//
+// Every attempt carries the call's request ID (see WithTraceID), which the
+// error, if any, carries too (TraceIDOf).
 func (c *Client) invoke(ctx context.Context, r request) error {
+	ctx, id := withCallTraceID(ctx)
+	if err := c.invokeTraced(ctx, r, id); err != nil {
+		return &tracedError{id: id, err: err}
+	}
+	return nil
+}
+
+// invokeTraced is invoke for the call of request ID traceID.
+func (c *Client) invokeTraced(ctx context.Context, r request, traceID string) error {
 	ctx, cancel := c.withDefaultTimeout(ctx)
 	defer cancel()
 	tried := make(map[string]bool)
@@ -68,13 +80,17 @@ func (c *Client) invoke(ctx context.Context, r request) error {
 			return gaveUp(ctx, r.op, attempt, last)
 		case c.life.Err() != nil:
 			return fmt.Errorf("ringkv: %s: %w", r.op, ErrClosed)
-		case !retryable(err):
+		case !retryable(err) && !overloaded(err):
 			return permanent(r.op, err)
 		}
 		last = err
 		tried[addr] = true
-		c.log.Debug("ringkv: retrying", "op", r.op, "node", addr, "attempt", attempt, "err", err)
-		if err := c.pause(ctx, c.backoff(attempt), c.refresh()); err != nil {
+		c.log.Debug("ringkv: retrying", "op", r.op, "request_id", traceID, "node", addr, "attempt", attempt, "err", err)
+		refreshed := noWait()
+		if !overloaded(err) {
+			refreshed = c.refresh()
+		}
+		if err := c.pause(ctx, c.backoff(attempt), refreshed); err != nil {
 			if errors.Is(err, ErrClosed) {
 				return fmt.Errorf("ringkv: %s: %w", r.op, ErrClosed)
 			}
@@ -85,7 +101,8 @@ func (c *Client) invoke(ctx context.Context, r request) error {
 
 // attempt makes one RPC to addr, bounded by the attempt timeout, and records
 // the outcome in addr's breaker: a retryable failure counts against the
-// node, any answer from it (even an error such as NotFound) for it. A
+// node, any answer from it (even an error such as NotFound, or a refusal for
+// load, see overloaded) for it. A
 // failure because ctx itself ended says nothing about the node.
 func (c *Client) attempt(ctx context.Context, addr string, call callFunc, opts ...grpc.CallOption) error {
 	cc, err := c.conns.get(addr)
@@ -102,6 +119,9 @@ func (c *Client) attempt(ctx context.Context, addr string, call callFunc, opts .
 	case err == nil:
 		c.breakers.success(addr)
 	case ctxEnded(ctx) || c.life.Err() != nil:
+	case overloaded(err):
+		// Busy, not dead: the node answered.
+		c.breakers.success(addr)
 	case retryable(err):
 		c.nodeFailed(addr, err)
 	default:

@@ -21,6 +21,8 @@ type command struct {
 	// finish command ends.
 	Moves []Move `json:"moves,omitempty"`
 	Move  *Move  `json:"move,omitempty"`
+	// Auth holds an auth command's arguments (see auth.go).
+	Auth *authArgs `json:"auth,omitempty"`
 }
 
 const (
@@ -103,6 +105,7 @@ func (s *State) clone() *State {
 	c.Moves = slices.Clone(s.Moves)
 	c.Finished = slices.Clone(s.Finished)
 	c.Removed = slices.Clone(s.Removed)
+	c.Auth = s.Auth.clone()
 	return &c
 }
 
@@ -137,6 +140,9 @@ func (s *State) apply(c command) (bool, error) {
 		}
 		return s.finish(*c.Move)
 	default:
+		if authOps[c.Op] {
+			return s.applyAuth(c)
+		}
 		return false, fmt.Errorf("%w: unknown op %q", ErrBadCommand, c.Op)
 	}
 }

@@ -80,6 +80,8 @@ type State struct {
 	// Removed lists the IDs of nodes that left the cluster. An ID is never
 	// reused: a removed node's data may still exist somewhere.
 	Removed []string `json:"removed,omitempty"`
+	// Auth is the users, roles and whether auth is on (see auth.go).
+	Auth Auth `json:"auth,omitzero"`
 }
 
 // MaxFinished bounds State.Finished.

@@ -100,7 +100,7 @@ func (sm *StateMachine) Apply(_ uint64, cmd []byte) any {
 		sm.publish(&st)
 		return nil
 	}
-	if !knownOps[c.Op] {
+	if !knownOps[c.Op] && !authOps[c.Op] {
 		return fmt.Errorf("%w: unknown op %q", ErrBadCommand, c.Op)
 	}
 	if !cur.Initialized() {

@@ -45,6 +45,8 @@ type clusterOpts struct {
 	timing replication.Timing
 	// raftLog is Config.RaftLog; empty means defaultTestRaftLog().
 	raftLog string
+	// configure, when set, adjusts node i's Config before it starts.
+	configure func(i int, cfg *Config)
 }
 
 // testCluster is a cluster of in-process nodes on loopback, each with its
@@ -125,7 +127,7 @@ func (c *testCluster) start(i int, l net.Listener) {
 	if testing.Verbose() {
 		logOut = os.Stderr
 	}
-	n, err := Start(Config{
+	cfg := Config{
 		ID:               c.peers[i].ID,
 		Listener:         l,
 		DataDir:          c.dirs[i],
@@ -143,7 +145,11 @@ func (c *testCluster) start(i int, l net.Listener) {
 			}
 			return c.opts.leaderBalance
 		}(),
-	})
+	}
+	if c.opts.configure != nil {
+		c.opts.configure(i, &cfg)
+	}
+	n, err := Start(cfg)
 	if err != nil {
 		c.t.Fatalf("start node %d: %v", i+1, err)
 	}

@@ -116,6 +116,18 @@ type Config struct {
 	// negative control of the read-path tests and jepsen-lite, which must
 	// catch the stale reads it allows. Never set it in production.
 	UnsafeLocalReads bool
+	// MaxInflight bounds the KV calls (client calls and calls forwarded by
+	// other nodes; not watches, Raft or admin traffic) this node serves at
+	// once. A call over the bound fails at once with ResourceExhausted,
+	// which the client library retries after a backoff. Default
+	// DefaultMaxInflight; negative: unlimited.
+	MaxInflight int
+	// MaxInflightPerShard bounds the requests waiting on one shard replica
+	// of this node (its proposals and read barriers, which wait on the
+	// leader), so that a stuck shard cannot take the node's whole capacity;
+	// over it, ResourceExhausted at once. Default
+	// DefaultMaxInflightPerShard; negative: unlimited.
+	MaxInflightPerShard int
 }
 
 var idPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
@@ -151,6 +163,12 @@ func (c *Config) setDefaults() {
 	c.Limits = c.Limits.WithDefaults()
 	if c.RaftLog == "" {
 		c.RaftLog = RaftLogAuto
+	}
+	if c.MaxInflight == 0 {
+		c.MaxInflight = DefaultMaxInflight
+	}
+	if c.MaxInflightPerShard == 0 {
+		c.MaxInflightPerShard = DefaultMaxInflightPerShard
 	}
 }
 

@@ -50,6 +50,7 @@ type Node struct {
 	router     *router.Router
 	confirmer  *rpc.Confirmer
 	metaClient *rpc.MetaClient
+	authGate   *authGate // see node/auth.go
 
 	meta    *replication.Group
 	joining bool // a new node asking to join (set by openMeta)
@@ -63,6 +64,8 @@ type Node struct {
 	// moveMetrics count the moves this node's shard leaders finished.
 	moveMetrics *moveMetrics
 	serveErr    chan error
+	// overload bounds the requests in flight, per node and per shard.
+	overload *overload
 	// http serves /metrics, /healthz and /readyz (Config.HTTPAddr).
 	http     *http.Server
 	httpAddr string
@@ -138,6 +141,7 @@ func Start(cfg Config) (*Node, error) {
 		logPath:  raftLogPath(cfg.DataDir, raftLogKind),
 		stop:     make(chan struct{}),
 		serveErr: make(chan error, 1),
+		authGate: newAuthGate(cfg.DataDir),
 	}
 	n.life, n.endLife = context.WithCancel(context.Background())
 	n.mu.shards = map[shard.ID]*shardReplica{}
@@ -151,14 +155,26 @@ func Start(cfg Config) (*Node, error) {
 	// The registry is built before the node's parts exist; its collector
 	// reads them only when scraped, after Start returned.
 	reg := n.newRegistry()
+	// First: every call (but Raft's) gets its trace ID and request log, the
+	// ones the interceptors below refuse included.
+	traceUnary, traceStream := rpc.TraceInterceptors(n.logger)
+	serverOpts = append(serverOpts, grpc.ChainUnaryInterceptor(traceUnary), grpc.ChainStreamInterceptor(traceStream))
 	metricsUnary, metricsStream := rpc.NewServerMetrics(reg).Interceptors()
 	serverOpts = append(serverOpts, grpc.ChainUnaryInterceptor(metricsUnary), grpc.ChainStreamInterceptor(metricsStream))
+	// Bulkheads: a bound on the KV calls the node serves, and one per shard
+	// replica (see overload.go).
+	n.overload = newOverload(cfg, reg)
+	serverOpts = append(serverOpts, grpc.ChainUnaryInterceptor(rpc.NodeBulkheadInterceptor(n.overload.node, n.overload.rejectedNode)))
 	if cfg.TLS.Enabled() {
 		dialOpts = append(dialOpts, grpc.WithTransportCredentials(credentials.NewTLS(peerTLS)))
 		unary, stream := rpc.NodeOnlyInterceptors()
 		serverOpts = append(serverOpts, grpc.Creds(credentials.NewTLS(serverTLS)),
 			grpc.ChainUnaryInterceptor(unary), grpc.ChainStreamInterceptor(stream))
 	}
+	// Auth (users, roles) is checked after the node-only check, on every
+	// node; it lets everything through while auth is disabled.
+	authUnary, authStream := rpc.NewGuard(n, rpc.GuardConfig{}).Interceptors()
+	serverOpts = append(serverOpts, grpc.ChainUnaryInterceptor(authUnary), grpc.ChainStreamInterceptor(authStream))
 	n.mux = replication.NewMux(replication.MuxConfig{
 		LocalAddr:    cfg.AdvertiseAddr,
 		SnapshotRate: cfg.SnapshotRate,
@@ -187,6 +203,8 @@ func Start(cfg Config) (*Node, error) {
 	ringkvv1.RegisterClusterServer(n.server, rpc.NewClusterServer(n))
 	ringkvv1.RegisterReadConfirmServer(n.server, rpc.NewReadConfirmServer(n))
 	ringkvv1.RegisterMetaServer(n.server, rpc.NewMetaServer(n))
+	ringkvv1.RegisterAuthServer(n.server, rpc.NewAuthServer(n))
+	ringkvv1.RegisterBackupServer(n.server, rpc.NewBackupServer(n.router))
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
@@ -197,7 +215,8 @@ func Start(cfg Config) (*Node, error) {
 		n.Stop(context.Background())
 		return nil, err
 	}
-	n.wg.Add(5)
+	n.wg.Add(6)
+	go n.authMarkerLoop()
 	go n.initializeCluster()
 	go n.reconcileLoop()
 	go n.controlLoop()
@@ -527,7 +546,7 @@ func (n *Node) Replica(id shard.ID) (router.Replica, bool) {
 	if !ok {
 		return nil, false
 	}
-	return r, true
+	return n.overload.bounded(r, id), true
 }
 
 // Term implements rpc.Terms: the current term of a group hosted here.

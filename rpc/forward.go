@@ -40,8 +40,10 @@ func (f *Forwarder) client(addr string) (ringkvv1.KVClient, error) {
 	return ringkvv1.NewKVClient(cc), nil
 }
 
+// forwardCtx marks a call as forwarded and sends the trace ID of the call
+// being served with it, so the leader logs it under the same ID.
 func forwardCtx(ctx context.Context) context.Context {
-	return metadata.AppendToOutgoingContext(ctx, ringkvv1.MetadataForwarded, "1")
+	return withTraceID(metadata.AppendToOutgoingContext(ctx, ringkvv1.MetadataForwarded, "1"))
 }
 
 // Get implements router.Forwarder.
@@ -117,6 +119,10 @@ func fromRemote(addr, leader string, err error) error {
 		return fmt.Errorf("forward to %s: %w", addr, context.DeadlineExceeded)
 	case codes.Canceled:
 		return fmt.Errorf("forward to %s: %w", addr, context.Canceled)
+	case codes.ResourceExhausted:
+		if isOverloadStatus(st) {
+			return &remoteOverload{msg: fmt.Sprintf("%s (from %s)", st.Message(), addr)}
+		}
 	}
 	return &remoteError{code: st.Code(), msg: fmt.Sprintf("%s (from %s)", st.Message(), addr)}
 }

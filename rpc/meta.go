@@ -67,6 +67,10 @@ var rejections = []struct {
 	{"bad_command", cluster.ErrBadCommand},
 	{"already_initialized", cluster.ErrAlreadyInitialized},
 	{"not_initialized", cluster.ErrNotInitialized},
+	{"auth_invalid", cluster.ErrAuthInvalid},
+	{"auth_not_found", cluster.ErrAuthNotFound},
+	{"auth_exists", cluster.ErrAuthExists},
+	{"auth_refused", cluster.ErrAuthRefused},
 }
 
 func rejectionCode(err error) string {

@@ -7,6 +7,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/ringkv/ringkv/bulkhead"
 	"github.com/ringkv/ringkv/cluster"
 	"github.com/ringkv/ringkv/replication"
 	"github.com/ringkv/ringkv/router"
@@ -19,6 +20,8 @@ import (
 //
 // Unavailable means "retry": the request did not take effect, or it carried a
 // request ID so a retry cannot apply it twice.
+// ResourceExhausted with a RetryInfo detail means "retry after a backoff":
+// a bound on requests in flight refused the request before it took effect.
 func toStatus(err error) error {
 	if err == nil {
 		return nil
@@ -28,10 +31,19 @@ func toStatus(err error) error {
 	}
 	var remote *remoteError
 	switch {
+	case errors.Is(err, bulkhead.ErrFull):
+		return overloadStatus(err.Error())
 	case errors.As(err, &remote):
 		return status.Error(remote.code, err.Error())
-	case errors.Is(err, cluster.ErrExists):
+	case errors.Is(err, cluster.ErrExists),
+		errors.Is(err, cluster.ErrAuthExists):
 		return status.Error(codes.AlreadyExists, err.Error())
+	case errors.Is(err, cluster.ErrAuthNotFound):
+		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, cluster.ErrAuthInvalid):
+		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, cluster.ErrAuthRefused):
+		return status.Error(codes.FailedPrecondition, err.Error())
 	case errors.Is(err, cluster.ErrNotMember):
 		return status.Error(codes.NotFound, err.Error())
 	case errors.Is(err, cluster.ErrRemoved),

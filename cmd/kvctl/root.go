@@ -41,7 +41,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	root.SetOut(stdout)
 	root.SetErr(stderr)
 	if err := root.ExecuteContext(ctx); err != nil {
-		return 1 // cobra has printed "Error: ..."
+		// cobra has printed "Error: ..."; the request ID of a call that
+		// failed finds it in the nodes' logs.
+		if id := client.TraceIDOf(err); id != "" {
+			fmt.Fprintf(stderr, "Request ID: %s\n", id)
+		}
+		return 1
 	}
 	return 0
 }
@@ -54,18 +59,24 @@ type app struct {
 	output    string
 	timeout   time.Duration
 	tls       pki.Files
+	// user (NAME[:PASSWORD]) and token are the credentials of --user and
+	// --token (see auth.go); stdin and stderr serve the password prompt.
+	user, token string
+	stdin       io.Reader
+	stderr      io.Writer
 }
 
 // clientOptions are the client library options the global flags ask for.
 func (a *app) clientOptions() ([]client.Option, error) {
-	if !a.tls.Enabled() {
-		return nil, nil
+	opts, err := a.authOptions()
+	if err != nil || !a.tls.Enabled() {
+		return opts, err
 	}
 	cfg, err := a.tls.ClientConfig()
 	if err != nil {
 		return nil, err
 	}
-	return []client.Option{client.WithTLS(cfg)}, nil
+	return append(opts, client.WithTLS(cfg)), nil
 }
 
 // newClient connects to the cluster with the global flags.
@@ -92,6 +103,7 @@ func newRootCommand(lookupEnv func(string) (string, bool)) *cobra.Command {
 			// The command line parsed: from here on, errors are not
 			// usage errors, so don't print the usage with them.
 			cmd.SilenceUsage = true
+			a.stdin, a.stderr = cmd.InOrStdin(), cmd.ErrOrStderr()
 			if a.output != outputTable && a.output != outputJSON {
 				return fmt.Errorf("unknown output format %q: want %s or %s", a.output, outputTable, outputJSON)
 			}
@@ -109,6 +121,8 @@ func newRootCommand(lookupEnv func(string) (string, bool)) *cobra.Command {
 	flags.StringVar(&a.tls.CA, "cacert", "", "verify the nodes with the cluster CA certificate in `FILE` (turns TLS on)")
 	flags.StringVar(&a.tls.Cert, "cert", "", "present the client certificate in `FILE` (with --key)")
 	flags.StringVar(&a.tls.Key, "key", "", "the private key of --cert, in `FILE`")
+	flags.StringVar(&a.user, "user", "", "authenticate as `NAME[:PASSWORD]` (asks for the password when it is left out; needs TLS)")
+	flags.StringVar(&a.token, "token", "", "authenticate with the static `TOKEN` of a user (needs TLS)")
 
 	root.AddCommand(
 		newPutCommand(a),
@@ -127,6 +141,10 @@ func newRootCommand(lookupEnv func(string) (string, bool)) *cobra.Command {
 		newRebalanceCommand(a),
 		newBenchCommand(a),
 		newCertsCommand(),
+		newSnapshotCommand(a),
+		newAuthCommand(a),
+		newUserCommand(a),
+		newRoleCommand(a),
 	)
 	return root
 }
@@ -170,7 +188,13 @@ func (a *app) withClientWithin(cmd *cobra.Command, limit time.Duration, f func(c
 	if err != nil {
 		return a.hintTLS(err)
 	}
-	err = f(ctx, c)
+	// Every call of the command carries one request ID, which run shows
+	// with an error of the cluster (unavailable, timed out, overloaded,
+	// internal): it finds the command's calls in the nodes' logs. An
+	// answer about the request itself (not found, invalid, condition
+	// failed: explain drops the call's error) shows none.
+	id := client.NewTraceID()
+	err = f(client.WithTraceID(ctx, id), c)
 	if cerr := c.Close(); err == nil {
 		err = cerr
 	}

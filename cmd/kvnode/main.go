@@ -9,6 +9,10 @@
 // that others can join. Restarted with the same --data-dir, a node rejoins
 // with its data (the flags are then ignored). SIGINT or SIGTERM shuts it
 // down cleanly.
+//
+// Every flag can also be set in a YAML or TOML file named by --config (keys
+// are flag names: data-dir) or by an environment variable (RINGKV_DATA_DIR);
+// the command line wins over the environment, which wins over the file.
 package main
 
 import (
@@ -32,7 +36,7 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stderr); err != nil {
+	if err := run(ctx, os.Args[1:], os.Environ(), os.Stderr); err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
 			fmt.Fprintln(os.Stderr, "kvnode:", err)
 		}
@@ -40,7 +44,9 @@ func main() {
 	}
 }
 
-func run(ctx context.Context, args []string, stderr io.Writer) error {
+// run parses args, then environ's RINGKV_ variables and the config file
+// (see applyConfig), and runs a node until ctx ends.
+func run(ctx context.Context, args, environ []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("kvnode", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var (
@@ -50,6 +56,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		logLevel       string
 		debugAddr      string
 		timing         = replication.DefaultTiming()
+		maxInflight    int
+		maxPerShard    int
 	)
 	fs.StringVar(&cfg.ID, "id", "", "this node's unique ID (required)")
 	fs.StringVar(&cfg.ListenAddr, "listen", "127.0.0.1:7001", "host:port to serve gRPC on (clients and peers)")
@@ -76,7 +84,14 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs.StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.BoolVar(&cfg.UnsafeLocalReads, "unsafe-local-reads", false, "TESTING ONLY: serve reads from the local replica without confirming leadership (not linearizable; the negative control of jepsen-lite)")
 	fs.StringVar(&debugAddr, "debug-addr", "", "host:port for Go's pprof profiles under /debug/pprof/ (off when empty)")
+	fs.IntVar(&maxInflight, "max-inflight", node.DefaultMaxInflight, "KV calls this node serves at once (client and forwarded; not watches); over it, calls fail at once with ResourceExhausted (0: unlimited)")
+	fs.IntVar(&maxPerShard, "max-inflight-per-shard", node.DefaultMaxInflightPerShard, "requests waiting on one shard replica of this node at once; over it, ResourceExhausted at once (0: unlimited)")
+	fs.String(configFlag, "", "read flags from a YAML (.yaml, .yml) or TOML (.toml) `FILE` whose keys are flag names; every flag can also be set as RINGKV_<FLAG> (RINGKV_DATA_DIR for --data-dir); the command line wins over the environment, which wins over the file")
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ignored, err := applyConfig(fs, environ)
+	if err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
@@ -87,7 +102,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return fmt.Errorf("--log-level: %w", err)
 	}
 	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	for _, w := range ignored {
+		cfg.Logger.Warn("ignoring " + w)
+	}
 	cfg.Timing = timing
+	cfg.MaxInflight, cfg.MaxInflightPerShard = unlimitedIfZero(maxInflight), unlimitedIfZero(maxPerShard)
 	peers, err := node.ParseInitialCluster(initialCluster)
 	if err != nil {
 		return fmt.Errorf("--initial-cluster: %w", err)
@@ -118,4 +137,13 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	stopCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return n.Stop(stopCtx)
+}
+
+// unlimitedIfZero maps a flag's "0 or less: unlimited" to node.Config's
+// "negative: unlimited" (0 there means the default).
+func unlimitedIfZero(n int) int {
+	if n <= 0 {
+		return -1
+	}
+	return n
 }

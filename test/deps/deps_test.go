@@ -17,6 +17,7 @@ const mod = "github.com/ringkv/ringkv/"
 var forbidden = map[string][]string{
 	"ring":        {mod, "google.golang.org/grpc", "github.com/hashicorp/raft"},
 	"shard":       {mod, "google.golang.org/grpc", "github.com/hashicorp/raft"},
+	"backup":      {mod, "google.golang.org/grpc", "github.com/hashicorp"},
 	"cluster":     {mod + "replication", mod + "router", mod + "rpc", mod + "node", "google.golang.org/grpc", "github.com/hashicorp/raft"},
 	"replication": {mod + "shard", mod + "cluster", mod + "router", mod + "rpc", mod + "node", mod + "client"},
 	"router":      {mod + "rpc", mod + "node", mod + "client", "google.golang.org/grpc", "github.com/hashicorp/raft"},
@@ -26,6 +27,7 @@ var forbidden = map[string][]string{
 	"loadgen":     {mod, "google.golang.org/grpc", "github.com/hashicorp"},
 	"raftstore":   {mod, "google.golang.org/grpc"},
 	"pki":         {mod, "google.golang.org/grpc", "github.com/hashicorp"},
+	"bulkhead":    {mod, "google.golang.org/grpc", "github.com/hashicorp"},
 }
 
 type pkg struct {

@@ -12,4 +12,11 @@ const (
 	// node never forwards a request that carries it again, so a stale map
 	// can cost at most one extra hop, never a loop.
 	MetadataForwarded = "ringkv-forwarded"
+	// MetadataRequestID is a request header and a response header: the ID
+	// of one client call, for tracing it through the logs of every node it
+	// passes (the node that received it and the shard leader it was
+	// forwarded to). Up to 64 letters, digits, '.', '_', ':' or '-'; a node
+	// that receives none, or an invalid one, makes one (16 hex digits). It is
+	// not the exactly-once RequestID of writes, a different thing.
+	MetadataRequestID = "x-request-id"
 )
