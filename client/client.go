@@ -25,6 +25,7 @@ type Client struct {
 	conns    *conns
 	breakers *breakers
 	smap     atomic.Pointer[shardMap] // never nil once New returns
+	stats    clientStats
 
 	// life ends when Close is called; it bounds the background work.
 	life context.Context
@@ -133,6 +134,7 @@ func (c *Client) refresh() <-chan struct{} {
 	}
 	done := make(chan struct{})
 	c.mu.refreshing = done
+	c.stats.mapRefreshes.Add(1)
 	c.wg.Add(1)
 	go func() {
 		defer c.wg.Done()

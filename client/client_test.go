@@ -327,6 +327,9 @@ func TestWriteRetryReusesRequestID(t *testing.T) {
 			if n := fc.applied(); n != 1 {
 				t.Errorf("writes applied = %d; want 1", n)
 			}
+			if s := c.Stats(); s.Calls != 1 || s.Retries != 1 || s.OverloadRetries != 0 || s.Failed != 0 || s.MapRefreshes != 1 {
+				t.Errorf("Stats = %+v; want 1 call, 1 retry (not for load), a map refresh, none failed", s)
+			}
 			if got := mustGet(t, c, string(key)); got.Version != version {
 				t.Errorf("Get(%q).Version = %d; want %d, the Put's", key, got.Version, version)
 			}
@@ -414,6 +417,9 @@ func TestInvalidArgumentNotRetried(t *testing.T) {
 	}
 	if n := kvCounts(fc); n["n1"]+n["n2"]+n["n3"] != 1 {
 		t.Errorf("KV calls = %v; want 1 in all", n)
+	}
+	if s := c.Stats(); s.Calls != 1 || s.Retries != 0 || s.Failed != 0 {
+		t.Errorf("Stats = %+v; want 1 call, no retry, not failed (a refusal of the request is an answer)", s)
 	}
 	if errors.Is(err, ErrNotFound) {
 		t.Errorf("errors.Is(%v, ErrNotFound) = true", err)

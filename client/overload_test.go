@@ -90,6 +90,9 @@ func TestOverloadedCallBacksOffAndSucceeds(t *testing.T) {
 	if got, err := c.Get(testCtx(t), []byte("k")); err != nil || string(got.Data) != "v" {
 		t.Errorf("Get = %q, %v; want v", got.Data, err)
 	}
+	if s := c.Stats(); s.Calls != 2 || s.Retries != refusals || s.OverloadRetries != refusals || s.Failed != 0 || s.MapRefreshes != 0 {
+		t.Errorf("Stats = %+v; want 2 calls, %d retries all after overload, none failed, no map refresh", s, refusals)
+	}
 }
 
 // A node that stays overloaded: the call ends at its deadline with the
@@ -110,6 +113,9 @@ func TestOverloadedCallGivesUpAtDeadline(t *testing.T) {
 	}
 	if took := time.Since(start); took > waitLimit/2 {
 		t.Errorf("Put took %v; want it to end at its 300ms deadline", took)
+	}
+	if s := c.Stats(); s.Calls != 1 || s.Failed != 1 || s.Retries < 1 || s.OverloadRetries != s.Retries {
+		t.Errorf("Stats = %+v; want 1 call, failed, retried only for load", s)
 	}
 }
 

@@ -38,7 +38,11 @@ type request struct {
 // error, if any, carries too (TraceIDOf).
 func (c *Client) invoke(ctx context.Context, r request) error {
 	ctx, id := withCallTraceID(ctx)
+	c.stats.calls.Add(1)
 	if err := c.invokeTraced(ctx, r, id); err != nil {
+		if !refusal(err) {
+			c.stats.failed.Add(1)
+		}
 		return &tracedError{id: id, err: err}
 	}
 	return nil
@@ -85,6 +89,10 @@ func (c *Client) invokeTraced(ctx context.Context, r request, traceID string) er
 		}
 		last = err
 		tried[addr] = true
+		c.stats.retries.Add(1)
+		if overloaded(err) {
+			c.stats.overloadRetries.Add(1)
+		}
 		c.log.Debug("ringkv: retrying", "op", r.op, "request_id", traceID, "node", addr, "attempt", attempt, "err", err)
 		refreshed := noWait()
 		if !overloaded(err) {

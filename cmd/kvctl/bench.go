@@ -123,7 +123,7 @@ func (f benchFlags) validate() error {
 func (a *app) bench(cmd *cobra.Command, workload string, mix loadgen.Mix, f benchFlags) error {
 	ctx := cmd.Context()
 	stderr := cmd.ErrOrStderr()
-	stores, closeAll, err := a.openStores(ctx, f.conns)
+	stores, clients, closeAll, err := a.openStores(ctx, f.conns)
 	if err != nil {
 		return explain(err)
 	}
@@ -158,6 +158,14 @@ func (a *app) bench(cmd *cobra.Command, workload string, mix loadgen.Mix, f benc
 		fmt.Fprintln(stderr, "interrupted: the results cover the run so far")
 	}
 	report := newBenchReport(workload, f, res)
+	for _, c := range clients {
+		s := c.Stats()
+		report.Client.Calls += s.Calls
+		report.Client.Retries += s.Retries
+		report.Client.OverloadRetries += s.OverloadRetries
+		report.Client.Failed += s.Failed
+		report.Client.MapRefreshes += s.MapRefreshes
+	}
 	if a.output == outputJSON {
 		err = writeJSON(cmd.OutOrStdout(), report)
 	} else {
@@ -168,8 +176,7 @@ func (a *app) bench(cmd *cobra.Command, workload string, mix loadgen.Mix, f benc
 
 // openStores connects n clients to the cluster, each within the timeout.
 // closeAll closes them.
-func (a *app) openStores(ctx context.Context, n int) (stores []loadgen.Store, closeAll func(), err error) {
-	var clients []*client.Client
+func (a *app) openStores(ctx context.Context, n int) (stores []loadgen.Store, clients []*client.Client, closeAll func(), err error) {
 	closeAll = func() {
 		for _, c := range clients {
 			_ = c.Close()
@@ -181,12 +188,12 @@ func (a *app) openStores(ctx context.Context, n int) (stores []loadgen.Store, cl
 		cancel()
 		if err != nil {
 			closeAll()
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 		clients = append(clients, c)
 		stores = append(stores, clientStore{c})
 	}
-	return stores, closeAll, nil
+	return stores, clients, closeAll, nil
 }
 
 // clientStore is the load generator's view of a client.Client.

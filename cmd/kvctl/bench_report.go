@@ -8,6 +8,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/ringkv/ringkv/client"
 	"github.com/ringkv/ringkv/loadgen"
 )
 
@@ -24,6 +25,9 @@ type benchReport struct {
 	Rate        float64         `json:"target_rate,omitempty"`
 	Prepopulate bool            `json:"prepopulated"`
 	Result      *loadgen.Result `json:"result"`
+	// Client sums the client library's counters over the connections,
+	// prepopulation included.
+	Client client.Stats `json:"client"`
 }
 
 func newBenchReport(workload string, f benchFlags, res *loadgen.Result) benchReport {
@@ -76,6 +80,10 @@ func writeBenchTable(out io.Writer, r benchReport) error {
 	}
 	if err := w.Flush(); err != nil {
 		return err
+	}
+	if s := r.Client; s.Retries > 0 || s.MapRefreshes > 0 {
+		fmt.Fprintf(out, "\nclient: %d retries (%d after refusals for load), %d shard map refreshes, over %d calls\n",
+			s.Retries, s.OverloadRetries, s.MapRefreshes, s.Calls)
 	}
 	for _, o := range r.Result.Ops {
 		for _, msg := range slices.Sorted(maps.Keys(o.ErrorSamples)) {
