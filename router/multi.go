@@ -155,6 +155,12 @@ func (r *Router) MultiPut(ctx context.Context, puts []shard.TxnOp, req shard.Req
 	}
 	out := make([]uint64, len(puts))
 	sids, groups := groupByShard(keys, st.ShardCount)
+	for _, sid := range sids {
+		if n := len(groups[sid]); n > shard.MaxTxnOps {
+			return nil, fmt.Errorf("%w: MultiPut puts %d keys in shard %d (key %q among them); the limit is %d keys of one shard per call, since a shard writes its keys as one transaction",
+				ErrInvalid, n, sid, keys[groups[sid][0]], shard.MaxTxnOps)
+		}
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(fanOut)
 	for _, sid := range sids {

@@ -35,6 +35,38 @@ func TestTxnRefusesKeysOfTwoShards(t *testing.T) {
 	}
 }
 
+// A MultiPut with more keys of one shard than a shard transaction holds
+// is refused whole, naming the shard and the limit, before any shard
+// writes; at the limit it goes through.
+func TestMultiPutBoundsKeysPerShard(t *testing.T) {
+	st := testCluster(members5, shards4)
+	rep := leaderReplica("n1")
+	r, fwd := newTestRouter(t, Config{NodeID: "n1"}, st, fakeReplicas{0: rep, 1: rep, 2: rep, 3: rep})
+	puts := func(n int) []shard.TxnOp {
+		ops := []shard.TxnOp{{Kind: shard.TxnPut, Key: keyFor(t, 1, st.ShardCount), Value: []byte("v")}}
+		for i := range n {
+			ops = append(ops, shard.TxnOp{Kind: shard.TxnPut, Key: []byte(fmt.Sprintf("{tag}.%d", i)), Value: []byte("v")})
+		}
+		return ops
+	}
+	_, err := r.MultiPut(context.Background(), puts(shard.MaxTxnOps+1), shard.RequestID{}, false)
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), fmt.Sprintf("puts %d keys in shard", shard.MaxTxnOps+1)) ||
+		!strings.Contains(err.Error(), fmt.Sprintf("limit is %d", shard.MaxTxnOps)) {
+		t.Fatalf("MultiPut of %d keys of one shard = %v; want ErrInvalid naming the count and the limit", shard.MaxTxnOps+1, err)
+	}
+	if _, n := rep.counts(); n != 0 || len(fwd.takeCalls()) != 0 {
+		t.Fatal("a refused MultiPut reached a replica")
+	}
+	// At the limit the call reaches the replicas (whose fake apply has no
+	// result for it: only that it got there matters here).
+	if _, err := r.MultiPut(context.Background(), puts(shard.MaxTxnOps), shard.RequestID{}, false); errors.Is(err, ErrInvalid) {
+		t.Fatalf("MultiPut of %d keys of one shard = %v; want it let through", shard.MaxTxnOps, err)
+	}
+	if _, n := rep.counts(); n == 0 {
+		t.Fatal("a MultiPut at the limit did not reach a replica")
+	}
+}
+
 func TestConditionalPutBecomesTxn(t *testing.T) {
 	st := testCluster(members5, shards4)
 	key := keyFor(t, 0, st.ShardCount)

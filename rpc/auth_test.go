@@ -35,6 +35,7 @@ func TestAuthRules(t *testing.T) {
 		ringkvv1.Auth_UserAdd_FullMethodName:             ruleRoot,
 		ringkvv1.Auth_UserList_FullMethodName:            ruleRoot,
 		ringkvv1.Auth_RoleGrant_FullMethodName:           ruleRoot,
+		ringkvv1.Backup_SnapshotShard_FullMethodName:     ruleRoot,
 		"/grpc.health.v1.Health/Check":                   ruleOpen,
 		"/ringkv.v1.SomethingNew/DoIt":                   ruleRoot,
 		ringkvv1.KV_ServiceDesc.ServiceName + "/Get":     ruleRoot, // malformed: no leading '/'
