@@ -128,7 +128,7 @@ func TestTraceIDThroughInterceptorAndForwarder(t *testing.T) {
 	}
 
 	// A node serving call "fwd-7" forwards it: the next node sees fwd-7.
-	served := context.WithValue(context.Background(), traceKey{}, traceInfo{id: "fwd-7", logger: slog.New(slog.DiscardHandler)})
+	served := context.WithValue(context.Background(), traceKey{}, traceInfo{id: "fwd-7", base: slog.New(slog.DiscardHandler)})
 	f := NewForwarder(fakeConns{addr: cc})
 	fctx, cancel := context.WithTimeout(served, callTimeout)
 	defer cancel()
