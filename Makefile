@@ -14,8 +14,9 @@ build:
 	$(GO) build -o $(BIN)/ ./cmd/...
 
 ## test: vet; the long tests (TestLong*: 10,000 keys, 70 MiB of values, and
-## the membership test: real processes joining, leaving and dying) without
-## the race detector, where they take seconds instead of minutes on a 2-core
+## the membership test: real processes joining, leaving and dying) and
+## kvctl's tests against real clusters (TLS, auth, snapshots) without the
+## race detector, where they take seconds instead of minutes on a 2-core
 ## machine; then every unit and integration test with it (-short skips the
 ## long ones there). The bench module (test/bench, etcd's client) is vetted so
 ## that it keeps building with the main module.
@@ -23,6 +24,7 @@ test:
 	$(GO) vet ./...
 	$(GO) -C test/bench vet ./...
 	$(GO) test -count=1 -timeout 8m -run '^TestLong' ./node/ ./test/membership/
+	$(GO) test -count=1 -timeout 4m ./cmd/kvctl/
 	$(GO) test -race -short -count=1 -timeout 8m ./...
 
 ## run: a local 3-node cluster on 127.0.0.1:7001-7003; Ctrl-C stops it.
