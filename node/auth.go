@@ -93,27 +93,35 @@ func (n *Node) MetadataCurrent() bool {
 }
 
 // authMarkerLoop keeps the auth marker in step with the metadata, once the
-// metadata is current.
+// metadata is current. Until then it polls, since the metadata becomes
+// current as its log is applied, which need not change the state; after,
+// only a change of the metadata wakes it.
 func (n *Node) authMarkerLoop() {
 	defer n.wg.Done()
-	tick := time.NewTicker(100 * time.Millisecond)
-	defer tick.Stop()
+	synced, has := false, false // whether the marker exists, once known
 	for {
 		changed := n.metaSM.Changed()
-		if n.MetadataCurrent() {
-			if err := n.syncAuthMarker(n.metaSM.Current().Auth.Enabled); err != nil {
+		var poll <-chan time.Time
+		if !n.MetadataCurrent() {
+			poll = time.After(100 * time.Millisecond)
+		} else if enabled := n.metaSM.Current().Auth.Enabled; !synced || enabled != has {
+			if err := n.syncAuthMarker(enabled); err != nil {
 				n.logger.Error("cannot record whether auth is enabled in the data directory", "err", err)
+				poll = time.After(time.Second)
+			} else {
+				synced, has = true, enabled
 			}
 		}
 		select {
 		case <-n.stop:
 			return
 		case <-changed:
-		case <-tick.C:
+		case <-poll:
 		}
 	}
 }
 
+// syncAuthMarker creates or removes the marker to match enabled.
 func (n *Node) syncAuthMarker(enabled bool) error {
 	_, err := os.Stat(n.authGate.marker)
 	has := err == nil

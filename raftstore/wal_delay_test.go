@@ -1,6 +1,7 @@
 package raftstore
 
 import (
+	"slices"
 	"testing"
 	"time"
 
@@ -79,7 +80,7 @@ func TestWALCommitDelay(t *testing.T) {
 
 	t.Run("on", func(t *testing.T) {
 		sizes, lone := run(t, delay)
-		if want := []int{2, 2, 1}; !equalInts(sizes, want) {
+		if want := []int{2, 2, 1}; !slices.Equal(sizes, want) {
 			t.Errorf("commit sizes %v; want %v (the two writes 50 ms apart in one commit)", sizes, want)
 		}
 		if lone > delay/2 {
@@ -88,7 +89,7 @@ func TestWALCommitDelay(t *testing.T) {
 	})
 	t.Run("off", func(t *testing.T) {
 		sizes, _ := run(t, -1)
-		if want := []int{2, 1, 1, 1}; !equalInts(sizes, want) {
+		if want := []int{2, 1, 1, 1}; !slices.Equal(sizes, want) {
 			t.Errorf("commit sizes %v; want %v (no waiting)", sizes, want)
 		}
 	})
@@ -110,16 +111,4 @@ func waitPending(t *testing.T, w *WAL, n int) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-}
-
-func equalInts(a, b []int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }

@@ -58,20 +58,7 @@ func TestTransportQuietAnswer(t *testing.T) {
 		}, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			tr := transportWithoutServer(t, MuxConfig{})
-			pace, err := tr.heartbeatPace("peer:1")
-			if err != nil {
-				t.Fatal(err)
-			}
-			p := &pipeline{t: tr, pace: pace}
-			// A heartbeat interval of 50 ms, and an acknowledgement on
-			// stream 5 in term 3.
-			now := tr.mux.now()
-			pace.patience(time.Second, now, 3)
-			pace.returned(now)
-			pace.patience(time.Second, now+50*time.Millisecond, 3)
-			pace.acknowledged(tr.mux.now(), 5, 3)
-
+			p := acknowledgedPipeline(t, MuxConfig{})
 			sent := &raft.AppendEntriesRequest{RPCHeader: raft.RPCHeader{ID: []byte("n1")}, Term: 3, PrevLogEntry: 10, PrevLogTerm: 3, LeaderCommitIndex: 10}
 			answer := &raft.AppendEntriesResponse{Term: 3, LastLog: 10, Success: true}
 			p.remember(sent, answer)
@@ -89,20 +76,31 @@ func TestTransportQuietAnswer(t *testing.T) {
 	}
 
 	t.Run("NoQuietAppends", func(t *testing.T) {
-		tr := transportWithoutServer(t, MuxConfig{NoQuietAppends: true})
-		pace, _ := tr.heartbeatPace("peer:1")
-		p := &pipeline{t: tr, pace: pace}
-		now := tr.mux.now()
-		pace.patience(time.Second, now, 3)
-		pace.returned(now)
-		pace.patience(time.Second, now+50*time.Millisecond, 3)
-		pace.acknowledged(tr.mux.now(), 5, 3)
+		p := acknowledgedPipeline(t, MuxConfig{NoQuietAppends: true})
 		args := &raft.AppendEntriesRequest{Term: 3, PrevLogEntry: 10, PrevLogTerm: 3, LeaderCommitIndex: 10}
 		p.remember(args, &raft.AppendEntriesResponse{Term: 3, LastLog: 10, Success: true})
 		if _, skip := p.quietAnswer(args); skip {
 			t.Fatal("skipped with NoQuietAppends")
 		}
 	})
+}
+
+// acknowledgedPipeline returns a pipeline of group 1 to a peer whose
+// heartbeats come every 50 ms and were last acknowledged on stream 5 in
+// term 3.
+func acknowledgedPipeline(t *testing.T, cfg MuxConfig) *pipeline {
+	t.Helper()
+	tr := transportWithoutServer(t, cfg)
+	pace, err := tr.heartbeatPace("peer:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := tr.mux.now()
+	pace.patience(time.Second, now, 3)
+	pace.returned(now)
+	pace.patience(time.Second, now+50*time.Millisecond, 3)
+	pace.acknowledged(tr.mux.now(), 5, 3)
+	return &pipeline{t: tr, pace: pace}
 }
 
 // transportWithoutServer returns the transport of group 1 on a Mux that
