@@ -31,11 +31,14 @@ tick=$(getconf CLK_TCK)
 declare -A before
 for p in "${pids[@]}"; do before[$p]=$(awk '{print $14+$15}' /proc/$p/stat); done
 sleep "$WINDOW"
+declare -A after
+for p in "${pids[@]}"; do after[$p]=$(awk '{print $14+$15}' /proc/$p/stat); done
 echo "shards=$SHARDS window=${WINDOW}s flags=[$*]"
+# After the window: the status call costs the nodes some CPU.
 ./bin/kvctl --endpoints "$EP" cluster status | sed -n '/^MEMBER/,/^$/p'
 for i in 0 1 2; do
   p=${pids[$i]}
-  after=$(awk '{print $14+$15}' /proc/$p/stat)
+  after=${after[$p]}
   cpu=$(awk -v a="${before[$p]}" -v b="$after" -v t="$tick" -v w="$WINDOW" 'BEGIN{printf "%.1f", (b-a)*100/t/w}')
   rss=$(awk '/VmRSS/{printf "%.0f", $2/1024}' /proc/$p/status)
   echo "n$((i+1)): cpu ${cpu}% of one core, rss ${rss} MB"
