@@ -38,8 +38,7 @@ echo "shards=$SHARDS window=${WINDOW}s flags=[$*]"
 ./bin/kvctl --endpoints "$EP" cluster status | sed -n '/^MEMBER/,/^$/p'
 for i in 0 1 2; do
   p=${pids[$i]}
-  after=${after[$p]}
-  cpu=$(awk -v a="${before[$p]}" -v b="$after" -v t="$tick" -v w="$WINDOW" 'BEGIN{printf "%.1f", (b-a)*100/t/w}')
+  cpu=$(awk -v a="${before[$p]}" -v b="${after[$p]}" -v t="$tick" -v w="$WINDOW" 'BEGIN{printf "%.1f", (b-a)*100/t/w}')
   rss=$(awk '/VmRSS/{printf "%.0f", $2/1024}' /proc/$p/status)
   echo "n$((i+1)): cpu ${cpu}% of one core, rss ${rss} MB"
 done
